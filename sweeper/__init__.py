@@ -1,0 +1,1 @@
+"""sweeper: one YAML spec per ablation table -> MLflow runs -> the report table."""

@@ -1,0 +1,9 @@
+"""The one exception type a user can cause: the CLI prints it as a paragraph and exits 2."""
+
+
+class UserError(Exception):
+    """Bad input (spec, name, dataset, server): the message says what is wrong and where."""
+
+
+class DatasetMissing(UserError):
+    """No CIFAR-10 where sweeper looked; the message says where to put it."""
