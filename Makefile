@@ -1,0 +1,36 @@
+# Two entry points on a fresh machine: `make demo` (the quick activations sweep and its table)
+# and `make test`. Both create .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SWEEPER := $(BIN)/sweeper
+# The real dataset ships beside the repo on our machines; elsewhere `make demo` downloads it.
+CIFAR_SRC ?= ../shared/datasets/cifar10-jpeg.tar.gz
+DATA_DIR ?= data
+
+.PHONY: venv demo test data clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+data: venv
+	@if [ -f "$(CIFAR_SRC)" ]; then \
+		$(SWEEPER) data prepare --from "$(CIFAR_SRC)" --data-dir "$(DATA_DIR)"; \
+	else \
+		$(SWEEPER) data prepare --download --data-dir "$(DATA_DIR)"; \
+	fi
+
+demo: data
+	SWEEPER_DATA_DIR=$(DATA_DIR) $(SWEEPER) run experiments/activations.yaml --profile quick
+	$(SWEEPER) table activations --profile quick
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,283 @@
+"""One training run, read top to bottom: helpers first, then the loop. No MLflow, no Optuna.
+
+The loop reports each epoch through `on_epoch(metrics, checkpoint)`; `checkpoint()` builds the
+full resumable state lazily, so a caller that does not save pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sweeper.augment import augment_batch, normalize
+from sweeper.config import TrainConfig
+from sweeper.data import CifarData, Split
+from sweeper.errors import UserError
+from sweeper.models import count_params, create_model
+
+OnEpoch = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-epoch history, summary metrics and the final model."""
+
+    history: list[dict[str, float]]
+    summary: dict[str, float]
+    model: nn.Module = field(repr=False)
+    best_state: dict[str, torch.Tensor] = field(repr=False)
+
+
+# --- hardware -------------------------------------------------------------------------------
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' means cuda, then mps, then cpu; anything else is passed to torch.device."""
+    if name != "auto":
+        try:
+            device = torch.device(name)
+        except RuntimeError as exc:
+            raise UserError(f"device '{name}' is not a device torch knows ({exc}); use auto, cpu, cuda or cuda:N.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"device '{name}' was asked for, but torch sees no CUDA GPU here; use --device cpu or auto.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is slower."""
+    probe = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
+    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(native()) if native is not None else probe in ("AVX512", "AMX")
+
+
+def pick_precision(requested: str, device: torch.device) -> str:
+    """Resolve 'auto' to bf16 where the hardware does it natively, fp16 on older GPUs, else fp32."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for a precision ('fp32' gives none)."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --- the pieces of a recipe -----------------------------------------------------------------
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The network of a config, through the model registry."""
+    kwargs = cfg.model.model_dump(exclude={"name"})
+    return create_model(cfg.model.name, activation=cfg.activation, num_classes=10, **kwargs)
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov), Adam, AdamW or RMSprop with weight decay."""
+    o = cfg.optimizer
+    params = model.parameters()
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    factory = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}[o.name]
+    return factory(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    """An epoch-level scheduler, or None for a constant learning rate."""
+    s, epochs = cfg.scheduler, cfg.epochs
+    if s.name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.step_size, gamma=s.gamma)
+    if s.name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=s.factor, patience=s.patience)
+    if s.name == "cosine":
+        floor = s.eta_min / cfg.optimizer.lr
+
+        def factor(epoch: int) -> float:
+            if epoch < s.warmup_epochs:
+                return (epoch + 1) / s.warmup_epochs
+            span = max(1, epochs - s.warmup_epochs)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (epoch - s.warmup_epochs) / span))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return None
+
+
+def loss_fn(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]:
+    """Cross-entropy (label smoothing) or focal loss, plus an optional L1/L2 weight penalty."""
+    spec = cfg.loss
+
+    def data_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if spec.name == "focal":
+            logp = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+            return (-(1 - logp.exp()).pow(spec.gamma) * logp).mean()
+        return F.cross_entropy(logits.float(), target, label_smoothing=spec.label_smoothing)
+
+    def total(logits: torch.Tensor, target: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        loss = data_loss(logits, target)
+        if spec.penalty != "none":
+            weights = [p for p in model.parameters() if p.ndim > 1]
+            norm = sum(p.abs().sum() if spec.penalty == "l1" else p.pow(2).sum() for p in weights)
+            loss = loss + spec.penalty_weight * norm
+        return loss
+
+    return total
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, cfg: TrainConfig, device: torch.device, precision: str) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of a split, in eval mode, in large batches."""
+    if len(split.labels) == 0:
+        return math.nan, math.nan
+    model.eval()
+    total_loss, correct = 0.0, 0
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    for start in range(0, len(split.labels), cfg.data.eval_batch_size):
+        x = split.images[start : start + cfg.data.eval_batch_size].to(device, non_blocking=True)
+        y = split.labels[start : start + cfg.data.eval_batch_size].to(device, non_blocking=True)
+        x = normalize(x, cfg.data.normalize).contiguous(memory_format=fmt)
+        with autocast(device, precision):
+            logits = model(x)
+        total_loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return total_loss / len(split.labels), correct / len(split.labels)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (init, dropout) and return the generator for data order and augmentation."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+
+def train(
+    cfg: TrainConfig,
+    data: CifarData,
+    *,
+    device: str | torch.device = "auto",
+    on_epoch: OnEpoch | None = None,
+    resume: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train one config on one dataset; `resume` is a state from a previous `checkpoint()`."""
+    device = pick_device(device) if isinstance(device, str) else device
+    precision = pick_precision(cfg.precision, device)
+    generator = seed_everything(cfg.seed)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = build_model(cfg).to(device, memory_format=fmt)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer)
+    criterion = loss_fn(cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    train_x, train_y = data.train.images.to(device), data.train.labels.to(device)
+    n, bs = len(train_y), cfg.data.batch_size
+    steps = n // bs if n >= bs else 1  # drop the ragged last batch: BatchNorm dislikes a batch of 1
+
+    history: list[dict[str, float]] = []
+    best = {"val_acc": -1.0, "epoch": 0}
+    best_state = copy.deepcopy(model.state_dict())
+    start_epoch = 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume.get("scheduler") is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        history, best, best_state = resume["history"], resume["best"], resume["best_state"]
+        start_epoch = resume["epoch"] + 1
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        model.train()
+        tick = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        order = torch.randperm(n, generator=generator).to(device)
+        for step in range(steps):
+            idx = order[step * bs : (step + 1) * bs]
+            x = augment_batch(train_x[idx], cfg.data.augment, generator)
+            x = normalize(x, cfg.data.normalize).contiguous(memory_format=fmt)
+            y = train_y[idx]
+            with autocast(device, precision):
+                logits = model(x)
+            loss = criterion(logits, y, model)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            # Accumulate on the device: a .item() per step would sync a GPU every batch.
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+        seen = steps * min(bs, n)
+        train_time = time.perf_counter() - tick
+        val_loss, val_acc = evaluate(model, data.val, cfg, device, precision)
+        lr = optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_acc if not math.isnan(val_acc) else correct.item() / seen)
+        elif scheduler is not None:
+            scheduler.step()
+        metrics = {
+            "train_loss": loss_sum.item() / seen,
+            "train_acc": correct.item() / seen,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": lr,
+            "epoch_time": time.perf_counter() - tick,
+            "images_per_s": seen / train_time,
+        }
+        if not math.isfinite(metrics["train_loss"]):
+            raise FloatingPointError(f"training loss became {metrics['train_loss']} at epoch {epoch}")
+        history.append({"epoch": epoch, **metrics})
+        if math.isnan(val_acc) or val_acc > best["val_acc"]:
+            best = {"val_acc": val_acc, "epoch": epoch}
+            best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            def checkpoint(epoch: int = epoch) -> dict[str, Any]:
+                return {
+                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+                    "best_state": best_state,
+                }
+
+            on_epoch({"epoch": epoch, **metrics}, checkpoint)
+
+    test_loss, test_acc = evaluate(model, data.test, cfg, device, precision)
+    last_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    _, test_acc_best = evaluate(model, data.test, cfg, device, precision)
+    model.load_state_dict(last_state)
+    summary = {
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "test_acc_best": test_acc_best,
+        "best_val_acc": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "final_train_loss": history[-1]["train_loss"] if history else math.nan,
+        "final_train_acc": history[-1]["train_acc"] if history else math.nan,
+        "final_val_loss": history[-1]["val_loss"] if history else math.nan,
+        "params": count_params(model),
+    }
+    return TrainResult(history=history, summary=summary, model=model, best_state=best_state)

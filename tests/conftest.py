@@ -1,0 +1,64 @@
+"""Shared fixtures: a real MLflow store in a temp dir, a tiny spec, synthetic CIFAR-shaped data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY_SPEC = {
+    "name": "tiny",
+    "title": "Tiny activations",
+    "base": {
+        "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
+        "activation": "relu",
+        "data": {"augment": "weak", "batch_size": 16, "eval_batch_size": 100,
+                 "val_size": 50, "train_size": 300, "test_size": 100},
+        "optimizer": {"name": "adam", "lr": 3.0e-3},
+        "epochs": 2,
+    },
+    "seeds": [0],
+    "rows": [{"label": "ReLU", "activation": "relu"}, {"label": "GELU", "activation": "gelu"}],
+    "table": {"columns": [{"key": "label", "header": "Activation Function"}],
+              "metrics": [{"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"}]},
+    "profiles": {"quick": {"epochs": 1}},
+}
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    """Write a spec dict (default: the tiny 2-row spec, with overrides) to a YAML file."""
+
+    def write(spec: dict | None = None, name: str = "spec.yaml", **changes) -> Path:
+        body = {**(spec or TINY_SPEC), **changes}
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(body, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def store_uri(tmp_path: Path) -> str:
+    """A fresh sqlite MLflow store (artifacts beside it) in the test's temp dir."""
+    return f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def synthetic_data():
+    """Learnable CIFAR-shaped (train, test) splits, made once per session."""
+    from sweeper.data import synthetic
+
+    return synthetic(n_train=600, n_test=200, seed=0)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, synthetic_data, monkeypatch) -> Path:
+    """A prepared data dir holding the synthetic set, as `sweeper data prepare` would leave it."""
+    from sweeper.data import CACHE_NAME, _write_cache
+
+    path = tmp_path / "data"
+    _write_cache(path / CACHE_NAME, *synthetic_data, "synthetic")
+    monkeypatch.setenv("SWEEPER_DATA_DIR", str(path))
+    return path
