@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +56,8 @@ def run(
     console: Console | None = None,
 ) -> SweepReport:
     """Train the spec's unfinished cells in table order; finished cells are never re-run."""
-    from sweeper.train import pick_device, train
+    from sweeper.runner import run_cell
+    from sweeper.train import pick_device
 
     console = console or Console()
     spec_path = Path(spec_path)
@@ -86,7 +86,8 @@ def run(
         with Progress(*columns, console=console, transient=False) as progress:
             overall = progress.add_task("cells", total=len(todo))
             for cell in todo:
-                _run_cell(cell, spec, profile, store, exp_id, parent, cache, torch_device, progress, report, train)
+                outcome = run_cell(cell, spec, profile, store, exp_id, parent, cache.for_cell(cell), torch_device, progress)
+                (report.finished if outcome.ok else report.failed).append(outcome.name)
                 progress.advance(overall)
     except KeyboardInterrupt:
         status = "KILLED"
@@ -94,35 +95,3 @@ def run(
     finally:
         tracking.end_run(store, parent, status if not report.failed else "FAILED")
     return report
-
-
-def _run_cell(cell, spec, profile, store, exp_id, parent, cache, device, progress, report, train) -> None:
-    """Train one cell inside its MLflow child run; a failure is recorded and the sweep goes on."""
-    from sweeper.train import pick_precision
-
-    name = f"{cell.label} seed={cell.seed}"
-    task = progress.add_task(f"  {name}", total=cell.config.epochs)
-    tick = time.perf_counter()
-    try:
-        with tracking.cell_run(store, exp_id, parent, cell, spec, profile) as log:
-            log.set_tags({"sweeper.device": str(device), "sweeper.precision": pick_precision(cell.config.precision, device)})
-
-            def on_epoch(metrics: dict[str, float], checkpoint) -> None:
-                log.log_epoch(metrics)
-                progress.update(task, completed=metrics["epoch"],
-                                description=f"  {name} val_acc {metrics['val_acc']:.3f}")
-
-            result = train(cell.config, cache.for_cell(cell), device=device, on_epoch=on_epoch)
-            log.log_summary({**result.summary, "train_time": time.perf_counter() - tick})
-    except Exception as exc:  # noqa: BLE001 - the run is marked FAILED with the error; go on
-        report.failed.append(name)
-        progress.console.print(f"[red]{name} failed: {type(exc).__name__}: {exc}[/]")
-        progress.remove_task(task)
-        return
-    report.finished.append(name)
-    progress.remove_task(task)
-    progress.console.print(
-        f"{name}: test_acc {100 * result.summary['test_acc']:.2f}% "
-        f"(best val {100 * result.summary['best_val_acc']:.2f}% @ epoch {result.summary['best_epoch']}, "
-        f"{time.perf_counter() - tick:.0f} s)"
-    )

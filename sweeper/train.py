@@ -28,6 +28,24 @@ OnEpoch = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
 
 
 @dataclass
+class Step:
+    """What `on_step` sees after backward, before the optimizer step: gradients are in place."""
+
+    step: int  # 1-based, counted over the whole run
+    epoch: int
+    loss: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    criterion: Callable[[torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]
+    autocast: Callable[[], Any]
+
+
+OnStep = Callable[[Step], None]
+
+
+@dataclass
 class TrainResult:
     """What a run produced: per-epoch history, summary metrics and the final model."""
 
@@ -177,9 +195,14 @@ def train(
     *,
     device: str | torch.device = "auto",
     on_epoch: OnEpoch | None = None,
+    on_step: OnStep | None = None,
     resume: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train one config on one dataset; `resume` is a state from a previous `checkpoint()`."""
+    """Train one config on one dataset; `resume` is a state from a previous `checkpoint()`.
+
+    `on_step` (analysis probes, per-step loss curves) must leave weights, gradients, BatchNorm
+    statistics and RNG states as it found them; it costs a device sync per step, so it is opt-in.
+    """
     device = pick_device(device) if isinstance(device, str) else device
     precision = pick_precision(cfg.precision, device)
     generator = seed_everything(cfg.seed)
@@ -224,6 +247,9 @@ def train(
             loss = criterion(logits, y, model)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if on_step is not None:
+                on_step(Step((epoch - 1) * steps + step + 1, epoch, loss.detach(), x, y, model, optimizer,
+                             criterion, lambda: autocast(device, precision)))
             scaler.step(optimizer)
             scaler.update()
             # Accumulate on the device: a .item() per step would sync a GPU every batch.
