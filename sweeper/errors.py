@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class DatasetMissing(UserError):
     """No CIFAR-10 where sweeper looked; the message says where to put it."""
+
+
+class Pruned(Exception):
+    """Raised from an epoch hook when the sweeper's pruner stops a cell early; not a failure."""

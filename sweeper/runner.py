@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +12,7 @@ from rich.progress import Progress
 from sweeper import tracking
 from sweeper.data import CifarData
 from sweeper.spec import Cell, Spec
-from sweeper.train import pick_precision, train
+from sweeper.train import OnStep, pick_precision, train
 
 
 @dataclass
@@ -20,6 +21,7 @@ class CellOutcome:
 
     name: str
     ok: bool
+    pruned: bool = False
     summary: dict[str, float] | None = None
     error: str | None = None
 
@@ -34,8 +36,15 @@ def run_cell(
     data: CifarData,
     device: torch.device,
     progress: Progress,
+    *,
+    on_epoch_hook: Callable[[dict[str, float]], None] | None = None,
+    on_step: OnStep | None = None,
 ) -> CellOutcome:
-    """Train one cell, logging every epoch; a failure is recorded on the run and returned, not raised."""
+    """Train one cell, logging every epoch; a failure is recorded on the run and returned, not raised.
+
+    `on_epoch_hook` sees each epoch's metrics after they are logged (the sweeper's pruner raises
+    `Pruned` from it); `on_step` is passed to the training loop (analysis probes).
+    """
     name = f"{cell.label} seed={cell.seed}"
     task = progress.add_task(f"  {name}", total=cell.config.epochs)
     tick = time.perf_counter()
@@ -46,8 +55,10 @@ def run_cell(
             def on_epoch(metrics: dict[str, float], checkpoint) -> None:
                 log.log_epoch(metrics)
                 progress.update(task, completed=metrics["epoch"], description=f"  {name} val_acc {metrics['val_acc']:.3f}")
+                if on_epoch_hook is not None:
+                    on_epoch_hook(metrics)
 
-            result = train(cell.config, data, device=device, on_epoch=on_epoch)
+            result = train(cell.config, data, device=device, on_epoch=on_epoch, on_step=on_step)
             log.log_summary({**result.summary, "train_time": time.perf_counter() - tick})
     except Exception as exc:  # noqa: BLE001 - the run is marked FAILED with the error; the sweep goes on
         progress.remove_task(task)
