@@ -2,19 +2,24 @@
 
 `none` and `weak` are pure batched tensor ops on the batch's own device (cheap on a GPU).
 `autoaugment` and `strong` run torchvision v2 transforms image by image on the CPU, because each
-image needs its own random operations; they cost milliseconds per batch and can dominate a GPU step.
+image needs its own random operations; they cost milliseconds per batch and can dominate a step, so
+`planned_batches` prepares them ahead in worker processes from (indices, seed) pairs.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from functools import cache
 from typing import Callable
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from sweeper.errors import UserError
 
 AUGMENTS = ("none", "weak", "autoaugment", "strong")
+PER_IMAGE = ("autoaugment", "strong")  # the presets that need Python per image
 NORMALIZE = {
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
@@ -97,3 +102,38 @@ def normalize(x: torch.Tensor, preset: str, dtype: torch.dtype = torch.float32) 
     shift = torch.tensor(mean, device=x.device).mul_(255).view(-1, 1, 1)
     scale = torch.tensor(std, device=x.device).mul_(255).view(-1, 1, 1)
     return ((x.float() - shift) / scale).to(dtype)
+
+
+class _PlannedBatches(Dataset):
+    """Item (indices, seed): those images augmented with a generator seeded by seed, as uint8."""
+
+    def __init__(self, images: torch.Tensor, preset: str) -> None:
+        self.images, self.preset = images, preset
+
+    def __getitem__(self, key: tuple[torch.Tensor, int]) -> torch.Tensor:
+        indices, seed = key
+        return augment_batch(self.images[indices], self.preset, torch.Generator().manual_seed(seed))
+
+
+def default_workers() -> int:
+    """Worker processes for per-image presets: half the cores (the step needs the rest), at least 1."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def planned_batches(
+    images: torch.Tensor, preset: str, plan: list[tuple[torch.Tensor, int]], *, workers: int, pin: bool = False
+) -> Iterator[torch.Tensor]:
+    """The augmented batches of a plan [(indices, seed)], in plan order; `workers` processes work ahead.
+
+    Each batch depends only on its own (indices, seed), drawn by the caller in order, so any
+    number of workers (0: inline) gives the same batches as the same seed always did.
+    """
+    dataset = _PlannedBatches(images.cpu(), preset)
+    if workers == 0:
+        return (dataset[key] for key in plan)
+    # batch_size=None: each plan entry is one ready-made batch; the loader keeps them in order.
+    # Its own generator: a loader seeds its workers from torch's global RNG otherwise, and that
+    # would shift the dropout masks of the run against the inline path.
+    loader = DataLoader(dataset, batch_size=None, sampler=plan, num_workers=workers, pin_memory=pin,
+                        prefetch_factor=2, generator=torch.Generator().manual_seed(0))
+    return iter(loader)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "mish", "prelu"]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -83,8 +83,15 @@ class VGG(Strict):
     dropout: Fraction = 0.0
 
 
+class FastNet(Strict):
+    """The `fast` recipe's network: patch-whitening stem, three conv-pool-BN blocks, max-pool head."""
+
+    name: Literal["fast_net"]
+    widths: list[Width] = Field(default=[64, 256, 256], min_length=1, max_length=4)
+
+
 ModelSpec = Annotated[
-    Union[BaselineCNN, PlainCNN, ResNetBasic, TorchvisionResNet, DenseNet, VGG],
+    Union[BaselineCNN, PlainCNN, ResNetBasic, TorchvisionResNet, DenseNet, VGG, FastNet],
     Field(discriminator="name"),
 ]
 
@@ -150,8 +157,17 @@ class PlateauSchedule(Strict):
     patience: int = Field(3, ge=0)
 
 
+class OneCycleSchedule(Strict):
+    """Per batch: linear warm-up from start_factor*lr to lr, then linear decay to end_factor*lr."""
+
+    name: Literal["onecycle"]
+    warmup_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of all steps spent warming up")
+    start_factor: float = Field(0.2, ge=0.0, le=1.0)
+    end_factor: float = Field(0.05, ge=0.0, le=1.0)
+
+
 SchedulerSpec = Annotated[
-    Union[NoSchedule, StepSchedule, CosineSchedule, PlateauSchedule], Field(discriminator="name")
+    Union[NoSchedule, StepSchedule, CosineSchedule, PlateauSchedule, OneCycleSchedule], Field(discriminator="name")
 ]
 
 
@@ -163,6 +179,17 @@ class LossSpec(Strict):
     gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal loss only")
     penalty: Literal["none", "l1", "l2"] = "none"
     penalty_weight: float = Field(1e-4, ge=0.0, le=10.0)
+
+
+class ProbeSpec(Strict):
+    """Santurkar et al. (2018) probes during training, and the per-step training loss (sweeper.analysis)."""
+
+    every: int = Field(10, ge=1, description="probe every this many steps (step 1 included)")
+    etas: list[Annotated[float, Field(gt=0.0, le=1e6)]] = Field(
+        default=[0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, max_length=32,
+        description="step sizes along -g, as multiples of the current lr",
+    )
+    step_loss: bool = Field(True, description="log the training loss of every step as `step_loss`")
 
 
 class TrainConfig(Strict):
@@ -178,6 +205,21 @@ class TrainConfig(Strict):
     seed: int = Field(0, ge=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
+    probe: ProbeSpec | None = None
+    compile: bool = Field(False, description="torch.compile the model; pays off on GPUs and long runs")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="per-step EMA of the weights, evaluated instead; 0 = off")
+    tta: bool = Field(False, description="evaluate on each image and its mirror, averaging the logits")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_probe(self, handler: Any) -> dict[str, Any]:
+        # A config without probes dumps (and hashes) exactly as before the field existed, so
+        # adding it did not change the id of any cell already trained; so do the later fields
+        # at their defaults.
+        data = handler(self)
+        for key, default in (("probe", None), ("compile", False), ("ema_decay", 0.0), ("tta", False)):
+            if getattr(self, key) == default:
+                data.pop(key, None)
+        return data
 
 
 # Fields whose value is "one of several kinds": switching the kind replaces the whole block.

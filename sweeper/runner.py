@@ -1,18 +1,31 @@
-"""Train one cell inside its MLflow child run: the seam between the loop and the tracking store."""
+"""Train one cell inside its MLflow child run: the seam between the loop and the tracking store.
+
+Each epoch hands the tracking worker a snapshot of the resumable state (stored before the
+epoch's metrics), a killed cell continues from it in the same run, and a finished cell leaves
+its curves, first-layer filters and feature maps, and the best model as an MLflow model.
+"""
 
 from __future__ import annotations
 
+import platform
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from rich.progress import Progress
+from torch import nn
 
-from sweeper import tracking
+from sweeper import cellrun, checkpoints, plots, tracking
+from sweeper.augment import NORMALIZE
 from sweeper.data import CifarData
+from sweeper.errors import Pruned
 from sweeper.spec import Cell, Spec
-from sweeper.train import OnStep, pick_precision, train
+from sweeper.train import OnStep, TrainResult, build_model, pick_precision, train
 
 
 @dataclass
@@ -39,27 +52,28 @@ def run_cell(
     *,
     on_epoch_hook: Callable[[dict[str, float]], None] | None = None,
     on_step: OnStep | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> CellOutcome:
     """Train one cell, logging every epoch; a failure is recorded on the run and returned, not raised.
 
-    `on_epoch_hook` sees each epoch's metrics after they are logged (the sweeper's pruner raises
-    `Pruned` from it); `on_step` is passed to the training loop (analysis probes).
+    `on_epoch_hook` sees each epoch's metrics once its checkpoint and metrics are queued for the
+    store (the sweeper's pruner raises `Pruned` from it); `on_step` is passed to the training loop
+    (analysis probes). An interrupted earlier run of the cell is continued in place.
     """
     name = f"{cell.label} seed={cell.seed}"
     task = progress.add_task(f"  {name}", total=cell.config.epochs)
     tick = time.perf_counter()
     try:
-        with tracking.cell_run(store, exp_id, parent, cell, spec, profile) as log:
-            log.set_tags({"sweeper.device": str(device), "sweeper.precision": pick_precision(cell.config.precision, device)})
-
-            def on_epoch(metrics: dict[str, float], checkpoint) -> None:
-                log.log_epoch(metrics)
-                progress.update(task, completed=metrics["epoch"], description=f"  {name} val_acc {metrics['val_acc']:.3f}")
-                if on_epoch_hook is not None:
-                    on_epoch_hook(metrics)
-
-            result = train(cell.config, data, device=device, on_epoch=on_epoch, on_step=on_step)
-            log.log_summary({**result.summary, "train_time": time.perf_counter() - tick})
+        with cellrun.cell_run(store, exp_id, parent, cell, spec, profile, extra_tags) as log:
+            # Before training: a resumed history grows as training continues it.
+            earlier = sum(h["epoch_time"] for h in log.resume["history"]) if log.resume else 0.0
+            result = _train_logged(log, cell, data, device, progress, task, on_epoch_hook, on_step)
+            log_results(log, cell, data, result)
+            log.log_summary({**result.summary, "train_time": earlier + time.perf_counter() - tick})
+    except Pruned as exc:  # the run is tagged pruned and ended KILLED by cell_run
+        progress.remove_task(task)
+        progress.console.print(f"[yellow]{name} pruned: {exc}[/]")
+        return CellOutcome(name, ok=False, pruned=True, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the run is marked FAILED with the error; the sweep goes on
         progress.remove_task(task)
         progress.console.print(f"[red]{name} failed: {type(exc).__name__}: {exc}[/]")
@@ -71,3 +85,79 @@ def run_cell(
         f"@ epoch {s['best_epoch']}, {time.perf_counter() - tick:.0f} s)"
     )
     return CellOutcome(name, ok=True, summary=s)
+
+
+def _train_logged(log: cellrun.CellLogger, cell: Cell, data: CifarData, device: torch.device, progress: Progress,
+                  task: Any, on_epoch_hook: Callable[[dict[str, float]], None] | None, on_step: OnStep | None) -> TrainResult:
+    """The training loop with every epoch checkpointed and logged (from the run's checkpoint when resumed)."""
+    name = f"{cell.label} seed={cell.seed}"
+    log.set_tags(device_tags(device, cell.config.precision))
+    if log.resume is not None:
+        progress.update(task, completed=log.resume["epoch"])
+        progress.console.print(f"{name}: resuming run {log.run_id} after epoch {log.resume['epoch']}")
+    config = cell.config.model_dump(mode="json")
+
+    def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], dict[str, Any]]) -> None:
+        state = checkpoints.snapshot({"format": checkpoints.FORMAT, "cell": cell.id, "config": config, **checkpoint()})
+        log.log_epoch(metrics, state, best=state["best"]["epoch"] == metrics["epoch"])
+        progress.update(task, completed=metrics["epoch"], description=f"  {name} val_acc {metrics['val_acc']:.3f}")
+        if on_epoch_hook is not None:
+            on_epoch_hook(metrics)
+
+    result = train(cell.config, data, device=device, on_epoch=on_epoch, on_step=on_step, resume=log.resume)
+    log.flush()
+    return result
+
+
+class PixelClassifier(nn.Module):
+    """A trained network behind its input normalisation: float pixels 0..255, [N, 3, 32, 32] -> logits."""
+
+    def __init__(self, model: nn.Module, preset: str):
+        super().__init__()
+        mean, std = NORMALIZE[preset]
+        self.model = model
+        self.register_buffer("shift", torch.tensor(mean).mul(255).view(1, -1, 1, 1))
+        self.register_buffer("scale", torch.tensor(std).mul(255).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of raw pixel values."""
+        return self.model((x - self.shift) / self.scale)
+
+
+def log_results(log: cellrun.CellLogger, cell: Cell, data: CifarData, result: TrainResult) -> None:
+    """Figures and the best model of a trained cell; a failure here is tagged, not fatal: training is done."""
+    try:
+        model = build_model(cell.config)
+        model.load_state_dict(result.best_state)
+        model.eval()
+        split = next(s for s in (data.test, data.val, data.train) if len(s))
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = plots.cell_figures(result.history, model, split.images[0], cell.config.data.normalize,
+                                         title=f"{cell.label} seed={cell.seed}")
+            log.log_files([f for stem, fig in figures.items() for f in plots.save_figure(fig, Path(tmp) / stem)], "plots")
+        log.log_model(PixelClassifier(model, cell.config.data.normalize).eval(), split.images[:2].float().numpy())
+    except Exception as exc:  # noqa: BLE001 - the metrics and checkpoints of a finished run stand on their own
+        print(f"warning: {cell.label} seed={cell.seed}: figures/model not logged ({type(exc).__name__}: {exc})", file=sys.stderr)
+        log.set_tags({"sweeper.artifacts_error": f"{type(exc).__name__}: {exc}"[:5000]})
+
+
+def device_tags(device: torch.device, precision: str) -> dict[str, str]:
+    """The device a cell trained on, by name (GPU model or CPU model), and the precision it resolved to."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "mps":
+        name = f"Apple {platform.machine()} (MPS)"
+    else:
+        name = _cpu_model()
+    return {"sweeper.device": str(device), "sweeper.device_name": name,
+            "sweeper.precision": pick_precision(precision, device)}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

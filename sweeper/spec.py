@@ -18,13 +18,20 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sweeper.config import Strict, TrainConfig, fields_at, kind_tags, merge, unflatten
 from sweeper.errors import UserError
+from sweeper.search import SEARCH_TAGS, Search
+
+
+NumberFormat = Literal["percent", "loss", "params", "float", "int", "sci"]
 
 
 class Column(Strict):
-    """An identifying column: `label` or a dotted config key."""
+    """An identifying column: `label`, `row` (1-based number), a dotted config key or `metrics.KEY`."""
 
     key: str
     header: str
+    format: NumberFormat | None = None
+    # value -> text, e.g. {l1: "L1, {loss.penalty_weight:sci}"}; {dotted.key[:format]} fills in config values
+    show: dict[str | bool | int | float, str] = Field(default_factory=dict)
 
 
 class Metric(Strict):
@@ -32,8 +39,9 @@ class Metric(Strict):
 
     key: str
     header: str
-    format: Literal["percent", "loss", "params", "float", "int"] = "float"
+    format: NumberFormat = "float"
     best: Literal["max", "min", "none"] | None = None
+    mark: Literal["bold", "star"] = "bold"  # report 002 marks the best value with `*`
 
     def goal(self) -> str:
         """Which end is best: explicit, else from the format (losses low, the rest high)."""
@@ -47,6 +55,15 @@ class TableSpec(Strict):
 
     columns: list[Column] = Field(default_factory=lambda: [Column(key="label", header="Configuration")])
     metrics: list[Metric] = Field(min_length=1)
+    sort: str | None = None  # a metric key: rows best-first by it; default: spec order
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)  # level of the Welch test against the best row
+
+    @model_validator(mode="after")
+    def _sort_names_a_metric(self) -> TableSpec:
+        keys = [m.key for m in self.metrics]
+        if self.sort is not None and self.sort not in keys:
+            raise ValueError(f"table.sort '{self.sort}' is not one of the table's metrics ({', '.join(keys)})")
+        return self
 
 
 class Spec(Strict):
@@ -59,6 +76,7 @@ class Spec(Strict):
     seeds: list[int] = Field(default=[0], min_length=1)
     rows: list[dict[str, Any]] | None = None
     grid: dict[str, list[Any]] | None = None
+    search: Search | None = None  # an Optuna search instead of fixed rows
     table: TableSpec
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -75,8 +93,11 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _one_axis(self) -> Spec:
-        if (self.rows is None) == (self.grid is None):
-            raise ValueError("give exactly one of `rows` (one per table row) or `grid` (a cartesian product)")
+        if [self.rows, self.grid, self.search].count(None) != 2:
+            raise ValueError("give exactly one of `rows` (one per table row), `grid` (a cartesian product) "
+                             "or `search` (an Optuna search)")
+        if self.search is not None and len(self.seeds) != 1:
+            raise ValueError("a search trains one seed per trial: give a single seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be unique")
         return self
@@ -85,6 +106,8 @@ class Spec(Strict):
         """(label, dotted overrides) for each table row, in table order."""
         if self.rows is not None:
             return [(row["label"], {k: v for k, v in row.items() if k != "label"}) for row in self.rows]
+        if self.search is not None:
+            return []  # search trials are sampled, not listed: see trial_cell
         keys = list(self.grid or {})
         combos = itertools.product(*(self.grid[k] for k in keys)) if keys else [()]
         return [(", ".join(f"{k}={v}" for k, v in zip(keys, c)), dict(zip(keys, c))) for c in combos]
@@ -157,6 +180,10 @@ def expand(spec: Spec, profile: str | None = None, *, path: Path | None = None, 
         rows = [(label, unflatten(over)) for label, over in spec.row_overrides()]
     except ValueError as exc:
         raise UserError(f"{where}: {exc}") from None
+    if spec.search is not None:  # trials are sampled later; every edge of every range must validate now
+        for over in spec.search.edge_overrides():
+            trial_cell(spec, profile, over, where=where, tree=tree)
+        return []
     cells = []
     for index, (label, over) in enumerate(rows):
         for seed in spec.seeds:
@@ -170,6 +197,27 @@ def expand(spec: Spec, profile: str | None = None, *, path: Path | None = None, 
                 raise UserError(_explain(where, tree, exc, candidates, context=f"row '{label}'")) from None
             cells.append(Cell(row=index, label=label, seed=seed, config=config))
     return cells
+
+
+def trial_cell(spec: Spec, profile: str | None, params: dict[str, Any], number: int = 0, *,
+               where: Path | None = None, tree: Any = None) -> Cell:
+    """The cell of one search trial: base + sampled dotted overrides + profile, validated like a row."""
+    where = where or Path(f"<spec {spec.name}>")
+    label = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    prof = unflatten(spec.profiles.get(profile, {})) if profile else {}
+    try:
+        resolved = merge(merge(merge(unflatten(spec.base), unflatten(params)), prof), {"seed": spec.seeds[0]})
+        config = TrainConfig.model_validate(resolved)
+    except ValidationError as exc:
+        def candidates(loc: tuple) -> list[tuple]:
+            dotted = ".".join(str(p) for p in loc)
+            hits = [("search", "params", k) for k in params if dotted == k or dotted.startswith(k + ".")]
+            return [*hits, ("base", *loc)]
+
+        raise UserError(_explain(where, tree, exc, candidates, context=f"search trial {label}")) from None
+    except ValueError as exc:
+        raise UserError(f"{where}: search.params: {exc}") from None
+    return Cell(row=number, label=label, seed=spec.seeds[0], config=config)
 
 
 # --- error messages -------------------------------------------------------------------------
@@ -232,7 +280,7 @@ def _suggest(err: dict[str, Any], root: type) -> str:
 
 def _explain(path: Path, tree: Any, exc: ValidationError, candidates: Any, context: str = "") -> str:
     """One paragraph: every problem with file:line, the field path and what is allowed."""
-    lines, tags = [], kind_tags()
+    lines, tags = [], kind_tags() | SEARCH_TAGS
     root = TrainConfig if context else Spec
     for err in exc.errors():
         # Discriminated unions put the tag into error locations; the YAML has no such level.

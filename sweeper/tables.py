@@ -1,19 +1,26 @@
-"""Tracked runs -> the report's table: data first (a Table of cells), then renderers."""
+"""Tracked runs -> the report's table as data (a Table of Values); renderers live in table_formats.
+
+table_runs finds the run standing for each cell (current spec version only, unless all_versions);
+here they become rows: mean ± std over seeds, the best row per column, Welch's test against it,
+and notes that name every seed without a result.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
+import difflib
 import math
 import statistics
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from sweeper import tracking
 from sweeper.config import flatten
 from sweeper.errors import UserError
-from sweeper.spec import Metric, Spec, expand, load_spec, parse_spec
+from sweeper.spec import Cell, Column, Metric, Spec, expand
+from sweeper.table_formats import check, fmt_number, fmt_value, key_text, render  # noqa: F401 - the API
+from sweeper.table_runs import Pick, cell_runs, pick_runs, resolve, resolve_spec, trial_cells  # noqa: F401
+
+# Severity order of a row's cell states, for the one word shown when no seed has a value.
+STATES = ("running", "failed", "pruned", "interrupted", "n/a", "missing")
 
 
 @dataclass
@@ -22,7 +29,7 @@ class Value:
 
     values: list[float]
     expected: int
-    status: str = "ok"  # ok | missing | running | failed
+    status: str = "ok"  # ok, or when no seed has a value: running | failed | pruned | interrupted | n/a | missing
 
     @property
     def mean(self) -> float:
@@ -37,7 +44,7 @@ class Value:
 
 @dataclass
 class Table:
-    """The table as data: identifying cells as text, metric cells as Values."""
+    """The table as data: identifying cells as text, metric cells as Values, rows in display order."""
 
     title: str
     headers: list[str]
@@ -45,131 +52,157 @@ class Table:
     metrics: list[Metric]
     values: list[list[Value]]
     notes: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    run_ids: list[list[str]] = field(default_factory=list)  # finished runs standing for each row's seeds
+    name: str = ""
+    profile: str | None = None
+    parent_run: str | None = None
+    alpha: float = 0.05
+    source: str = ""
 
     def best(self, column: int) -> int | None:
         """Row index of the best mean in a metric column, by the metric's goal."""
-        goal = self.metrics[column].goal()
-        means = [(row[column].mean, i) for i, row in enumerate(self.values) if not math.isnan(row[column].mean)]
-        if goal == "none" or not means:
+        goal, best, best_mean = self.metrics[column].goal(), None, math.nan
+        if goal == "none":
             return None
-        return (max if goal == "max" else min)(means)[1]
+        for i, row in enumerate(self.values):
+            mean = row[column].mean  # ties go to the first row shown
+            if not math.isnan(mean) and (best is None or (mean > best_mean if goal == "max" else mean < best_mean)):
+                best, best_mean = i, mean
+        return best
+
+    def pvalues(self, column: int) -> list[float | None]:
+        """Two-sided Welch's t-test p of each row against the best row; None where it cannot be tested."""
+        best = self.best(column)
+        if best is None:
+            return [None] * len(self.values)
+        ref = self.values[best][column]
+        return [None if i == best else welch_p(ref.values, row[column].values) for i, row in enumerate(self.values)]
+
+    def ties(self, column: int) -> list[bool]:
+        """Rows not significantly different from the best at level alpha (the best row itself excluded)."""
+        return [p is not None and p >= self.alpha for p in self.pvalues(column)]
 
 
-def resolve_spec(name_or_path: str, store: tracking.Store, profile: str | None) -> tuple[Spec, str | None]:
-    """The spec of a table: a YAML path as given, else the one logged by the named sweep."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        spec = load_spec(path)
-        return spec, profile if profile is not None else _latest_profile(store, spec.name)
-    exp_id = tracking.experiment_id(store, name_or_path, create=False)
-    if exp_id is None:
-        known = [e.name for e in store.client.search_experiments() if e.name != "Default"]
-        raise UserError(
-            f"no sweep named '{name_or_path}' in {store.uri} (sweeps there: {', '.join(known) or 'none'}). "
-            f"Run `sweeper run experiments/{name_or_path}.yaml` first, or pass the spec's path."
-        )
-    sweeps = tracking.sweep_runs(store, exp_id)
-    wanted = profile or (sweeps[0].data.tags.get("sweeper.profile") if sweeps else None)
-    match = [s for s in sweeps if s.data.tags.get("sweeper.profile") == (wanted or "default")]
-    if not match:
-        raise UserError(f"sweep '{name_or_path}' has never run with profile '{wanted}' in {store.uri}.")
-    text = tracking.read_text_artifact(store, match[0].info.run_id, "spec.yaml")
-    profile = None if wanted == "default" else wanted
-    return parse_spec(text, Path(f"{name_or_path} (spec logged in MLflow run {match[0].info.run_id})")), profile
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """p of Welch's two-sided t-test of equal means; None with fewer than two values on a side.
+
+    The same number as scipy.stats.ttest_ind(a, b, equal_var=False).pvalue (the tests check it),
+    computed from scipy.special's t distribution: importing scipy.stats costs `sweeper table` ~1 s.
+    """
+    from scipy.special import stdtr
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:  # no spread at all: equal means are the same, others differ
+        return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
+    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    return float(2 * stdtr(df, -abs(t)))
 
 
-def _latest_profile(store: tracking.Store, name: str) -> str | None:
-    exp_id = tracking.experiment_id(store, name, create=False)
-    sweeps = tracking.sweep_runs(store, exp_id) if exp_id else []
-    tag = sweeps[0].data.tags.get("sweeper.profile") if sweeps else None
-    return None if tag in (None, "default") else tag
+# --- building the table ---------------------------------------------------------------------
 
 
-def build(name_or_path: str, profile: str | None = None, tracking_uri: str | None = None) -> Table:
+def build(name_or_path: str, profile: str | None = None, tracking_uri: str | None = None,
+          all_versions: bool = False) -> Table:
     """The spec's table from MLflow: one row per spec row, mean/std over its seeds."""
     store = tracking.open_store(tracking_uri)
-    spec, profile = resolve_spec(name_or_path, store, profile)
-    exp_id = tracking.experiment_id(store, spec.name, create=False)
-    runs = tracking.cell_runs(store, exp_id) if exp_id else []
-    by_cell: dict[str, list[Any]] = {}
-    for run in runs:
-        by_cell.setdefault(run.data.tags.get("sweeper.cell", ""), []).append(run)
-    cells = expand(spec, profile)
-    rows: dict[int, list] = {}
-    for cell in cells:
-        rows.setdefault(cell.row, []).append(cell)
-    keys, values = [], []
-    for row_cells in rows.values():
-        flat = {"label": row_cells[0].label, **flatten(row_cells[0].config.model_dump(mode="json"))}
-        keys.append([_show(flat.get(c.key, "?")) for c in spec.table.columns])
-        values.append([_collect(metric, row_cells, by_cell) for metric in spec.table.metrics])
-    title = spec.title or spec.name
-    notes = [f"profile: {profile or 'default'}; {len(spec.seeds)} seed(s) per row; mean ± std over seeds; best in bold."]
-    return Table(title, [c.header for c in spec.table.columns] + [m.header for m in spec.table.metrics],
-                 keys, spec.table.metrics, values, notes)
+    spec, profile, parent = resolve(name_or_path, store, profile)
+    runs = cell_runs(store, tracking.experiment_id(store, spec.name, create=False), profile)
+    cells = expand(spec, profile) if spec.search is None else trial_cells(spec, profile, runs)
+    picks = pick_runs(cells, runs, profile, all_versions)
+    rows: dict[int, list[Pick]] = {}
+    for pick in picks:
+        rows.setdefault(pick.cell.row, []).append(pick)
+    order = _order(spec, list(rows.values()))
+    _check_columns(spec, [p.cell for p in picks])
+    table = Table(
+        title=spec.title or spec.name,
+        headers=[c.header for c in spec.table.columns] + [m.header for m in spec.table.metrics],
+        keys=[[column_text(c, row) for c in spec.table.columns] for row in order],
+        metrics=spec.table.metrics,
+        values=[[collect(m.key, row) for m in spec.table.metrics] for row in order],
+        labels=[row[0].cell.label for row in order],
+        run_ids=[[p.run.info.run_id for p in row if p.state == "finished"] for row in order],
+        name=spec.name, profile=profile, parent_run=parent, alpha=spec.table.alpha, source=spec.source,
+    )
+    table.notes = _notes(table, spec, order)
+    return table
 
 
-def _collect(metric: Metric, cells: list, by_cell: dict[str, list[Any]]) -> Value:
-    """A metric's finished values over a row's seeds, and the row's worst status otherwise."""
-    found, statuses = [], []
-    for cell in cells:
-        runs = by_cell.get(cell.id, [])
-        finished = [r for r in runs if r.info.status == "FINISHED"]
-        if finished and metric.key in finished[0].data.metrics:
-            found.append(finished[0].data.metrics[metric.key])
-        elif runs:
-            statuses.append("running" if runs[0].info.status == "RUNNING" else runs[0].info.status.lower())
+def _order(spec: Spec, rows: list[list[Pick]]) -> list[list[Pick]]:
+    """Rows in spec order, or best-first by `table.sort` (rows without a value last, in spec order)."""
+    if spec.table.sort is None:
+        return rows
+    metric = next(m for m in spec.table.metrics if m.key == spec.table.sort)
+    sign = 1 if metric.goal() == "min" else -1
+
+    def key(row: list[Pick]) -> tuple[int, float]:
+        mean = collect(metric.key, row).mean
+        return (1, 0.0) if math.isnan(mean) else (0, sign * mean)
+
+    return sorted(rows, key=key)
+
+
+def collect(key: str, row: list[Pick]) -> Value:
+    """A metric's finished values over a row's seeds; with none, the row's most pressing state."""
+    found, states = [], []
+    for pick in row:
+        if pick.state == "finished" and key in pick.run.data.metrics:
+            found.append(pick.run.data.metrics[key])
         else:
-            statuses.append("missing")
-    status = "ok" if found else (statuses[0] if statuses else "missing")
-    return Value(found, len(cells), status)
+            states.append("n/a" if pick.state == "finished" else pick.state)
+    shown = [s for s in STATES if s in states]
+    return Value(found, len(row), "ok" if found else "/".join(shown) or "missing")
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+def _check_columns(spec: Spec, cells: list[Cell]) -> None:
+    """A column key that no row's config has is a typo, not a blank column."""
+    keys = {"label", "row"} | {k for c in cells for k in flatten(c.config.model_dump(mode="json"))}
+    for column in spec.table.columns:
+        if column.key not in keys and not column.key.startswith("metrics."):
+            close = difflib.get_close_matches(column.key, sorted(keys), n=3, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise UserError(f"spec '{spec.name}': table column '{column.key}' is not a config key of any row, "
+                            f"`label`, `row` or `metrics.KEY`.{hint}")
 
 
-def fmt_number(value: float, fmt: str) -> str:
-    """One number in a metric's format: percent (2 decimals), loss (4), params (11.17M), int, float."""
-    if fmt == "percent":
-        return f"{100 * value:.2f}"
-    if fmt == "loss":
-        return f"{value:.4f}"
-    if fmt == "params":
-        return f"{value / 1e6:.2f}M"
-    if fmt == "int":
-        return f"{value:.0f}"
-    return f"{value:.4g}"
+def column_text(column: Column, row: list[Pick]) -> str:
+    """An identifying cell: the row's label, number, a config value or a logged metric, as the spec shows it."""
+    cell = row[0].cell
+    flat = {"label": cell.label, "row": cell.row + 1, **flatten(cell.config.model_dump(mode="json"))}
+    metric = column.key.removeprefix("metrics.") if column.key.startswith("metrics.") else None
+    return key_text(column, flat, collect(metric, row) if metric else None)
 
 
-def fmt_value(value: Value, fmt: str) -> str:
-    """A cell as text: 'mean ± std', '(n=2/3)' when seeds are missing, or the status."""
-    if not value.values:
-        return value.status
-    text = fmt_number(value.mean, fmt)
-    if len(value.values) > 1:
-        text += " ± " + fmt_number(value.std, fmt if fmt != "params" else "float")
-    if len(value.values) < value.expected:
-        text += f" (n={len(value.values)}/{value.expected})"
-    return text
+def _notes(table: Table, spec: Spec, rows: list[list[Pick]]) -> list[str]:
+    """What a reader needs under the table: profile, seeds, marks, significance, gaps, older versions."""
+    ranked = [m for m in table.metrics if m.goal() != "none"]
+    stars = [m.header for m in ranked if m.mark == "star"]
+    best = "best in bold" if ranked and not stars else "best marked *" if ranked else "no best marked"
+    if stars and len(stars) < len(ranked):
+        best = f"best in bold, or marked * in {', '.join(stars)}"
+    notes = [f"profile: {table.profile or 'default'}; {len(spec.seeds)} seed(s) per row; mean ± std over seeds; {best}."]
+    counts = [len(v.values) for row in table.values for v in row]
+    if counts and max(counts) >= 2:
+        notes.append(f"† not significantly different from the best in its column "
+                     f"(Welch's t-test, two-sided, p ≥ {table.alpha:g}); rows with fewer than two "
+                     "finished seeds are not tested.")
+    else:
+        notes.append("One finished seed per row: whether the differences are significant cannot be assessed.")
+    shows_label = any(c.key == "label" for c in spec.table.columns)
 
+    def name(cell: Cell) -> str:  # as a reader finds the row in the table
+        return cell.label if shows_label else f"row {cell.row + 1} ({cell.label})"
 
-def render(table: Table, fmt: str = "markdown") -> str:
-    """The table as markdown or CSV."""
-    cells = [k + [fmt_value(v, m.format) for v, m in zip(vals, table.metrics)] for k, vals in zip(table.keys, table.values)]
-    if fmt == "csv":
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows([table.headers, *cells])
-        return out.getvalue()
-    if fmt != "markdown":
-        raise UserError(f"unknown table format '{fmt}'; use markdown or csv.")
-    offset = len(table.keys[0]) if table.keys else 0
-    for col in range(len(table.metrics)):
-        best = table.best(col)
-        if best is not None:
-            cells[best][offset + col] = f"**{cells[best][offset + col]}**"
-    lines = ["| " + " | ".join(table.headers) + " |", "|" + "|".join("---" for _ in table.headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines) + "\n\n" + "\n".join(table.notes) + "\n"
+    gaps = [f"{name(r[0].cell)}: " + ", ".join(f"seed {p.cell.seed} {p.state}" for p in r if p.state != "finished")
+            for r in rows if 0 < sum(p.state == "finished" for p in r) < len(r)]
+    if gaps:
+        notes.append("Seeds without a result: " + "; ".join(gaps) + ".")
+    older = [f"{name(p.cell)} seed {p.cell.seed} (cell {p.run.data.tags.get(tracking.TAG + 'cell', '?')})"
+             for r in rows for p in r if p.older]
+    if older:
+        notes.append("Includes runs of older spec versions (--all-versions): " + "; ".join(older) + ".")
+    return notes

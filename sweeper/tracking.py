@@ -1,18 +1,19 @@
-"""MLflow, and only here: experiments, the sweep's parent run, one child run per cell.
+"""MLflow, and only here: experiments, the sweep's parent run, child runs, metrics, artifacts, models.
 
-Uses MlflowClient with explicit run ids rather than the fluent API's global active run, so that
-several cells (threads, workers) can log at once without stepping on each other.
+The life of one cell's run (create or resume, per-epoch checkpoints, how it ends) is in
+`cellrun.py`, built from the calls here. Uses MlflowClient with explicit run ids rather than the
+fluent API's global active run, so that several cells (threads, workers) can log at once
+without stepping on each other.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 # A table read fetches one small artifact; a progress bar there is noise in piped output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Ending a run on a server would print two links into the progress display (and fetch the run).
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
@@ -128,80 +131,111 @@ def end_run(store: Store, run_id: str, status: str = "FINISHED") -> None:
     store.client.set_terminated(run_id, status=status)
 
 
+@functools.cache
 def environment_tags() -> dict[str, str]:
-    """Versions and hardware that explain a result: git commit, torch, CUDA, host."""
+    """Versions and hardware that explain a result: git commit (and whether it was dirty), torch, CUDA, host."""
     import torch
 
     tags = {
         TAG + "torch": torch.__version__,
         TAG + "cuda": str(torch.version.cuda),
+        TAG + "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "None",
         TAG + "host": platform.node(),
     }
+    # The commit of the code that trained, wherever the command was started from.
+    repo = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if commit.returncode == 0:
             tags["mlflow.source.git.commit"] = commit.stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5)
+            tags[TAG + "git_dirty"] = str(bool(dirty.stdout.strip()))
     except (OSError, subprocess.SubprocessError):
         pass
     return tags
 
 
-class CellLogger:
-    """Logs one cell's epochs and summary to its child run, one batched request at a time."""
-
-    def __init__(self, store: Store, run_id: str):
-        self.store, self.run_id = store, run_id
-
-    def log_epoch(self, metrics: dict[str, float]) -> None:
-        """All metrics of an epoch in one request, step = epoch."""
-        step, now = int(metrics["epoch"]), int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch" and v == v]
-        self.store.client.log_batch(self.run_id, metrics=batch)
-
-    def log_summary(self, summary: dict[str, float]) -> None:
-        """Final metrics (test accuracy, best epoch, parameter count)."""
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, 0) for k, v in summary.items() if v == v]
-        self.store.client.log_batch(self.run_id, metrics=batch)
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        """Extra tags known only once training started (device, resolved precision)."""
-        self.store.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+def epoch_metrics(metrics: dict[str, float], step: int) -> list[Metric]:
+    """MLflow metrics of one step from a dict (its 'epoch' key and NaNs left out)."""
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch" and v == v]
 
 
-@contextmanager
-def cell_run(store: Store, exp_id: str, parent_id: str, cell: Cell, spec: Spec, profile: str | None) -> Iterator[CellLogger]:
-    """A child run for one cell: params, tags and config up front; FINISHED, FAILED or KILLED at the end."""
+def log_metrics(store: Store, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """All metrics of one step in one request."""
+    store.client.log_batch(run_id, metrics=epoch_metrics(metrics, step))
+
+
+def log_steps(store: Store, run_id: str, history: list[dict[str, float]]) -> None:
+    """Several epochs' metrics (dicts with an 'epoch' key) in one request."""
+    store.client.log_batch(run_id, metrics=[m for h in history for m in epoch_metrics(h, int(h["epoch"]))])
+
+
+def set_tags(store: Store, run_id: str, tags: dict[str, Any]) -> None:
+    """Several tags in one request."""
+    store.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def logged_steps(store: Store, run_id: str, key: str) -> set[int]:
+    """The steps at which a run has logged a metric."""
+    return {m.step for m in store.client.get_metric_history(run_id, key)}
+
+
+def mark_running(store: Store, run_id: str) -> dict[str, str]:
+    """Set an interrupted run RUNNING again; returns its tags."""
+    store.client.update_run(run_id, status="RUNNING")
+    return store.client.get_run(run_id).data.tags
+
+
+def create_cell_run(store: Store, exp_id: str, cell: Cell, tags: dict[str, str]) -> str:
+    """A new child run for a cell: tags, dotted params and the resolved config.yaml; returns its id."""
     config = cell.config.model_dump(mode="json")
-    tags = {
-        "mlflow.parentRunId": parent_id,
-        TAG + "role": "cell",
-        TAG + "spec": spec.name,
-        TAG + "row": cell.label,
-        TAG + "row_index": str(cell.row),
-        TAG + "seed": str(cell.seed),
-        TAG + "profile": profile or "default",
-        TAG + "cell": cell.id,
-        **environment_tags(),
-    }
-    run = store.client.create_run(exp_id, tags=tags, run_name=f"{cell.label} seed={cell.seed}")
-    run_id = run.info.run_id
+    run_id = store.client.create_run(exp_id, tags=tags, run_name=f"{cell.label} seed={cell.seed}").info.run_id
     params = [Param(k, str(v)) for k, v in {"label": cell.label, **flatten(config)}.items()]
     store.client.log_batch(run_id, params=params)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         store.client.log_artifact(run_id, str(path))
-    try:
-        yield CellLogger(store, run_id)
-    except KeyboardInterrupt:
-        end_run(store, run_id, "KILLED")
-        raise
-    except Exception as exc:
-        store.client.set_tag(run_id, TAG + "error", f"{type(exc).__name__}: {exc}"[:5000])
-        end_run(store, run_id, "FAILED")
-        raise
-    end_run(store, run_id, "FINISHED")
+    return run_id
+
+
+def has_artifact(store: Store, run_id: str, path: str) -> bool:
+    """Whether a run has the artifact file `path`."""
+    folder = path.rsplit("/", 1)[0] if "/" in path else None
+    return path in [a.path for a in store.client.list_artifacts(run_id, folder)]
+
+
+def log_model(store: Store, run_id: str, model: Any, example: Any) -> str:
+    """A torch model as an MLflow model of the run (torch.export's pt2: loads without sweeper's code); its URI."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
+    mlflow.set_tracking_uri(store.uri)  # log_model resolves the store globally
+    # Without a fluent active run MLflow would file the model under the Default experiment:
+    # create it in the run's experiment and hand log_model its id and the run id.
+    run = store.client.get_run(run_id)
+    logged = store.client.create_logged_model(run.info.experiment_id, "model", run_id, params=run.data.params)
+    # Explicit requirements skip MLflow's inference, which re-imports the model in a subprocess.
+    info = mlflow.pytorch.log_model(
+        model, name="model", run_id=run_id, model_id=logged.model_id, signature=signature,
+        input_example=example, serialization_format="pt2",
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+    )
+    set_tags(store, run_id, {TAG + "model_uri": info.model_uri})
+    return info.model_uri
+
+
+def cell_run(store: Store, exp_id: str, parent_id: str, cell: Cell, spec: Spec, profile: str | None,
+             extra_tags: dict[str, str] | None = None) -> Any:
+    """The context manager of a cell's run; it lives in cellrun.py, this is where callers look for it."""
+    from sweeper import cellrun  # cellrun builds on this module
+
+    return cellrun.cell_run(store, exp_id, parent_id, cell, spec, profile, extra_tags)
 
 
 def cell_runs(store: Store, exp_id: str) -> list[Any]:
@@ -219,3 +253,31 @@ def read_text_artifact(store: Store, run_id: str, path: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=store.uri)
         return Path(local).read_text()
+
+
+# --- analysis (issue 7): metric histories, artifacts by path ---------------------------------
+
+
+def metric_history(store: Store, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric of a run in step order; empty when it was never logged."""
+    return sorted((m.step, m.value) for m in store.client.get_metric_history(run_id, key))
+
+
+def download_artifact(store: Store, run_id: str, path: str, dst: Path) -> Path:
+    """Download one artifact of a run into dst; a missing one is a UserError naming what the run has."""
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=store.uri)
+    except (mlflow.exceptions.MlflowException, OSError):
+        folder = path.rsplit("/", 1)[0] if "/" in path else None
+        have = [a.path for a in store.client.list_artifacts(run_id, folder)]
+        raise UserError(
+            f"run {run_id} has no artifact '{path}' in {store.uri} (it has: {', '.join(have) or 'nothing there'})."
+        ) from None
+    return Path(local)
+
+
+def log_files(store: Store, run_id: str, paths: list[Path], artifact_path: str) -> list[str]:
+    """Log local files into one artifact folder of a run; returns their artifact paths."""
+    for path in paths:
+        store.client.log_artifact(run_id, str(path), artifact_path)
+    return [f"{artifact_path}/{path.name}" for path in paths]

@@ -62,3 +62,14 @@ def data_dir(tmp_path: Path, synthetic_data, monkeypatch) -> Path:
     _write_cache(path / CACHE_NAME, *synthetic_data, "synthetic")
     monkeypatch.setenv("SWEEPER_DATA_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` (sqlite backend, served artifacts) on a free loopback port, once per session."""
+    from sweeper import server
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    running = server.start(root / "store", log=root / "server.log")
+    yield running.url
+    running.stop()

@@ -1,0 +1,13 @@
+# One image for the compose services: sweeper with its pinned torch (PyPI's Linux wheels bundle
+# CUDA), MLflow (the server service runs `mlflow server` from it) and Chromium for PNG figures.
+FROM python:3.11-slim-bookworm
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends chromium \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY sweeper ./sweeper
+RUN pip install --no-cache-dir .
+COPY experiments ./experiments
+ENV SWEEPER_DATA_DIR=/data
+CMD ["sweeper", "--help"]

@@ -1,0 +1,147 @@
+"""Training throughput: the usual PyTorch loop against sweeper's trainer, side by side in one process.
+
+For the baseline CNN (report 000, Table 1) and the Table 2 ResNet of report 000 (stem 32, widths
+64/128/128, blocks 2/2/2), batch 128, weak augmentation, Adam 1e-3, on the same uint8 images:
+
+  reference  the loop as users write it: a Dataset over the images with PIL transforms
+             RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize; a DataLoader
+             (shuffle, 2 worker processes); eager fp32 NCHW forward, backward, step.
+  sweeper    `sweeper.train.train` with its defaults: uint8 images on the device, batched crop and
+             flip, channels_last, automatic precision; its `images_per_s` times the training loop
+             only, as the reference's clock does (no model building, no evaluation).
+
+Both are warmed up first; then each round times N steps of each, alternating which goes first,
+because the machine may be shared: the ratio is taken per round and the median reported.
+
+    .venv/bin/python benchmarks/throughput.py                      # both models, 10 steps x 3 rounds
+    .venv/bin/python benchmarks/throughput.py --models resnet --steps 20 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from sweeper.augment import NORMALIZE
+from sweeper.config import TrainConfig
+from sweeper.data import CifarData, Split, load_cached, synthetic
+from sweeper.errors import DatasetMissing
+from sweeper.models import create_model
+from sweeper.train import pick_device, pick_precision, train
+
+BATCH = 128
+MODELS = {
+    "baseline": {"name": "baseline_cnn"},
+    "resnet": {"name": "resnet_basic", "stem": 32, "widths": [64, 128, 128], "blocks": [2, 2, 2]},
+}
+
+
+class PilCifar(Dataset):
+    """CIFAR images as PIL images through a torchvision transform, as torchvision.datasets.CIFAR10 does."""
+
+    def __init__(self, split: Split, transform) -> None:
+        self.images = split.images.permute(0, 2, 3, 1).numpy()  # HWC uint8, what PIL reads
+        self.labels = split.labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), self.labels[i]
+
+
+def reference(model_spec: dict, split: Split):
+    """A `run(steps) -> seconds` for the usual loop; its DataLoader stays up between calls."""
+    from torchvision import transforms as T
+
+    mean, std = NORMALIZE["cifar10"]
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
+    loader = DataLoader(PilCifar(split, transform), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True,
+                        persistent_workers=True)
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
+    model = create_model(model_spec["name"], **{k: v for k, v in model_spec.items() if k != "name"})
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+
+    def run(steps: int) -> float:
+        tick = time.perf_counter()
+        for x, y in itertools.islice(batches, steps):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - tick
+
+    return run
+
+
+def sweeper_trainer(model_spec: dict, split: Split, device: torch.device):
+    """A `run(steps) -> seconds` that trains one epoch of `steps` batches with sweeper.train."""
+    cfg = TrainConfig.model_validate({
+        "model": model_spec, "data": {"augment": "weak", "normalize": "cifar10", "batch_size": BATCH},
+        "optimizer": {"name": "adam", "lr": 1e-3}, "epochs": 1,
+    })  # fmt: skip
+    empty = Split(split.images[:0], split.labels[:0])
+
+    def run(steps: int) -> float:
+        n = steps * BATCH
+        data = CifarData(Split(split.images[:n], split.labels[:n]), val=empty, test=Split(split.images[:10], split.labels[:10]))
+        images_per_s = train(cfg, data, device=device).history[0]["images_per_s"]
+        return n / images_per_s
+
+    return run, pick_precision(cfg.precision, device)
+
+
+def images(data_dir: Path, n: int) -> tuple[Split, str]:
+    """The first n prepared CIFAR-10 training images, or synthetic ones where none are prepared."""
+    try:
+        train_split, _ = load_cached(data_dir)
+        return Split(train_split.images[:n], train_split.labels[:n]), "CIFAR-10"
+    except DatasetMissing:
+        train_split, _ = synthetic(n_train=n, n_test=10)
+        return train_split, "synthetic (no prepared CIFAR-10)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per side per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SWEEPER_DATA_DIR", "data")))
+    args = parser.parse_args()
+
+    device = pick_device(args.device)
+    split, source = images(args.data_dir, max(args.steps, 2) * BATCH * 2)
+    print(f"{source}, batch {BATCH}, weak augmentation, {args.steps} steps x {args.rounds} rounds, "
+          f"device {device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+    for name in args.models:
+        ref = reference(MODELS[name], split)
+        ours, precision = sweeper_trainer(MODELS[name], split, device)
+        ref(2), ours(2)  # warm-up: worker start, oneDNN primitive creation
+        rows = []
+        for r in range(args.rounds):
+            order = [("ref", ref), ("sweeper", ours)][:: 1 if r % 2 == 0 else -1]
+            seconds = {label: run(args.steps) for label, run in order}
+            rows.append({k: args.steps * BATCH / v for k, v in seconds.items()})
+            print(f"  {name} round {r + 1}: reference {rows[-1]['ref']:7.1f} img/s   "
+                  f"sweeper {rows[-1]['sweeper']:7.1f} img/s   ratio {rows[-1]['sweeper'] / rows[-1]['ref']:.2f}x")
+        ratio = statistics.median(row["sweeper"] / row["ref"] for row in rows)
+        print(f"{name}: reference (fp32 NCHW, PIL + DataLoader x2) {statistics.median(r['ref'] for r in rows):.1f} img/s, "
+              f"sweeper ({precision}, channels_last) {statistics.median(r['sweeper'] for r in rows):.1f} img/s, "
+              f"median ratio {ratio:.2f}x   (load {os.getloadavg()[0]:.1f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Checkpoint files and the per-cell background worker that ships them; torch only, no MLflow.
+
+A checkpoint is `train`'s resumable state (tensors, numbers, strings and plain containers), so
+it loads with `torch.load(..., weights_only=True)`: nothing in it can run code when read.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+# torch is imported inside the functions: `sweeper table` imports this module through tracking
+# and has no use for it.
+
+FORMAT = 1  # bump when the layout of the checkpoint dict changes
+
+
+def snapshot(obj: Any) -> Any:
+    """A copy of a state tree that later training steps cannot change: tensors cloned, containers copied."""
+    # A device-side clone costs microseconds on a GPU; the slow part (copy to the host,
+    # pickling, the write) then runs on the background worker while the next epoch trains.
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return type(obj)((k, snapshot(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
+def save(state: dict[str, Any], path: Path) -> Path:
+    """torch.save to a temp file beside `path`, fsync, then rename: readers see the old or the new file."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU without unpickling code (weights_only=True)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def worker_id() -> str:
+    """host:pid of this process, tagged on the runs it trains."""
+    return f"{platform.node()}:{os.getpid()}"
+
+
+def alive_elsewhere(worker: str) -> bool:
+    """True when `worker` (a worker_id) is another live process on this machine: its run is still training."""
+    host, _, pid = worker.rpartition(":")
+    if host != platform.node() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+class SerialWorker:
+    """Runs jobs one at a time, in order, on one background thread; errors come back on the caller's thread.
+
+    Order matters: a cell's checkpoint must be stored before its epoch's metrics are logged, so
+    a resumed run never logs a step twice. `max_pending` bounds memory: submitting more waits.
+    """
+
+    def __init__(self, max_pending: int = 2):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-log")
+        self._pending: list[Future] = []
+        self._max = max_pending
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        """Queue a job; raises the error of an earlier job that failed."""
+        self._reap(block=len(self._pending) >= self._max)
+        self._pending.append(self._pool.submit(job))
+
+    def _reap(self, block: bool) -> None:
+        if block and self._pending:
+            self._pending[0].result()
+        while self._pending and self._pending[0].done():
+            self._pending.pop(0).result()
+
+    def drain(self) -> None:
+        """Wait for every queued job; raises the first error."""
+        try:
+            while self._pending:
+                self._pending.pop(0).result()
+        finally:
+            self._pending.clear()
+
+    def close(self) -> None:
+        """Drain, then stop the thread."""
+        try:
+            self.drain()
+        finally:
+            self._pool.shutdown(wait=True)

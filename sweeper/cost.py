@@ -1,0 +1,224 @@
+"""What a sweep costs before it runs: exact parameter counts, FLOPs per image, device-hours.
+
+Models are built on the meta device (shapes only, no memory, no init time) and one 32x32 image is
+pushed through torch's FlopCounterMode, which counts convolutions and matmuls (2 FLOPs per
+multiply-add); elementwise ops, BatchNorm and the data path are left out. A training image costs
+3x its forward pass (forward, then backward for inputs and weights). Hours are those FLOPs at an
+assumed sustained rate, so they are estimates to plan with, not predictions to the minute.
+
+torch is imported inside the functions: `sweeper.spec` and `sweeper.cost`'s callers stay light.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweeper.config import TrainConfig
+from sweeper.errors import UserError
+from sweeper.spec import Spec, expand, load_spec
+
+CIFAR_TRAIN_IMAGES = 50_000  # validation is held out of these
+CIFAR_TEST_IMAGES = 10_000
+# Ordinary eager PyTorch CIFAR training in bf16 on one A100/H100-class GPU sustains roughly
+# 20-40 TFLOP/s on these networks (ResNet-18 at ~6k images/s); DenseNets run below it.
+GPU_TFLOPS = 25.0
+# Measured here (2 cores shared with other jobs, bf16 autocast): 5-15 GFLOP/s of wall time for the
+# small CNNs and ResNets; DenseNets, memory-bound, run below it.
+CPU_GFLOPS = 10.0
+# `autoaugment` and `strong` transform each image on the host CPU, one at a time, in the training
+# loop: milliseconds per image, measured here with one thread (sweeper.augment); on a GPU this
+# can take longer than the network itself. `none` and `weak` are batched tensor ops: negligible.
+AUGMENT_SECONDS = {"none": 0.0, "weak": 0.0, "autoaugment": 0.45e-3, "strong": 0.95e-3}
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """A network's size and the forward FLOPs of one 32x32 image."""
+
+    name: str
+    params: int
+    flops: int
+
+
+@dataclass(frozen=True)
+class SweepCost:
+    """The cost of one profile of a spec: every cell, every epoch, evaluation and augmentation included."""
+
+    spec: str
+    profile: str
+    cells: int
+    train_images: int  # images trained on, summed over cells and epochs
+    flops: float
+    augment_seconds: float = 0.0  # host CPU time of per-image augmentation, on top of the FLOPs
+    epochs: tuple[int, ...] = ()  # the distinct epoch counts of its cells
+    bound: bool = False  # an upper bound (a search before pruning), not an estimate of all cells
+
+    def gpu_hours(self, tflops: float = GPU_TFLOPS) -> float:
+        """Hours on one GPU at `tflops` sustained."""
+        return (self.flops / (tflops * 1e12) + self.augment_seconds) / 3600
+
+    def cpu_hours(self, gflops: float = CPU_GFLOPS) -> float:
+        """Hours on this machine's CPU at `gflops` sustained."""
+        return (self.flops / (gflops * 1e9) + self.augment_seconds) / 3600
+
+
+def model_cost(config: TrainConfig) -> ModelCost:
+    """Parameter count and forward FLOPs per image of a config's network (cached per network)."""
+    return _model_cost(config.model.model_dump_json(), config.activation)
+
+
+@functools.cache
+def _model_cost(model_json: str, activation: str) -> ModelCost:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sweeper.models import count_params
+    from sweeper.train import build_model
+
+    # the network depends on the model block and the activation only; the rest is a placeholder
+    config = TrainConfig.model_validate({"model": json.loads(model_json), "activation": activation, "epochs": 1})
+    with torch.device("meta"):
+        model = build_model(config)
+    model.eval()  # BatchNorm1d refuses a training batch of one image; the FLOPs are the same
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.empty(1, 3, 32, 32, device="meta"))
+    return ModelCost(config.model.name, count_params(model), counter.get_total_flops())
+
+
+def images_per_epoch(config: TrainConfig) -> int:
+    """Images the loop trains on per epoch (it drops the ragged last batch)."""
+    d = config.data
+    n = d.train_size if d.train_size is not None else CIFAR_TRAIN_IMAGES - d.val_size
+    return n - n % d.batch_size if n >= d.batch_size else n
+
+
+def cell_flops(config: TrainConfig) -> float:
+    """FLOPs of one run: training and validation every epoch, the test set twice at the end."""
+    f = model_cost(config).flops
+    test = config.data.test_size or CIFAR_TEST_IMAGES
+    # the test set is evaluated twice: with the last weights and with the best-validation ones
+    return config.epochs * (3 * f * images_per_epoch(config) + f * config.data.val_size) + 2 * f * test
+
+
+def augment_seconds(config: TrainConfig) -> float:
+    """Host CPU seconds one run spends on per-image augmentation."""
+    return config.epochs * images_per_epoch(config) * AUGMENT_SECONDS[config.data.augment]
+
+
+def sweep_cost(spec: Spec, profile: str | None = None) -> SweepCost:
+    """The cost of every cell of one profile of a spec (None: the spec's own settings).
+
+    A search is costed as its trial budget at the costliest edge of its space, before pruning:
+    an upper bound; with only a time budget, as one trial.
+    """
+    if spec.search is None:
+        configs = [cell.config for cell in expand(spec, profile)]
+    else:
+        worst = max(_trial_configs(spec, profile), key=cell_flops)
+        configs = [worst] * (spec.search.budget() or 1)
+    return SweepCost(
+        spec=spec.name,
+        profile=profile or "default",
+        cells=len(configs),
+        train_images=sum(c.epochs * images_per_epoch(c) for c in configs),
+        flops=sum(cell_flops(c) for c in configs),
+        augment_seconds=sum(augment_seconds(c) for c in configs),
+        epochs=tuple(sorted({c.epochs for c in configs})),
+        bound=spec.search is not None,
+    )
+
+
+def _trial_configs(spec: Spec, profile: str | None) -> list[TrainConfig]:
+    """The configs at every edge of a search space (what `expand` validates for a search)."""
+    from sweeper.spec import trial_cell
+
+    assert spec.search is not None
+    return [trial_cell(spec, profile, over).config for over in spec.search.edge_overrides()]
+
+
+def row_configs(spec: Spec, profile: str | None = None) -> list[tuple[str, TrainConfig]]:
+    """(row label, config) of each table row at its first seed; a search's edge configs instead."""
+    if spec.search is not None:
+        return [(f"edge {i + 1}", c) for i, c in enumerate(_trial_configs(spec, profile))]
+    firsts: dict[str, TrainConfig] = {}
+    for cell in expand(spec, profile):
+        firsts.setdefault(cell.label, cell.config)
+    return list(firsts.items())
+
+
+def row_models(spec: Spec, profile: str | None = None) -> list[tuple[str, ModelCost]]:
+    """(row label, its network's cost) for each table row, in table order."""
+    return [(label, model_cost(config)) for label, config in row_configs(spec, profile)]
+
+
+# --- `sweeper list` -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpecSummary:
+    """One spec as `sweeper list` shows it: its networks and the cost of each profile."""
+
+    path: Path
+    spec: Spec
+    models: tuple[ModelCost, ...]  # the distinct networks, in row order
+    costs: tuple[SweepCost, ...]  # the spec's own settings first, then each profile
+
+
+def summarize(path: str | Path) -> SpecSummary:
+    """Load a spec and cost every profile of it."""
+    spec = load_spec(path)
+    models = tuple(dict.fromkeys(cost for _, cost in row_models(spec)))
+    costs = tuple(sweep_cost(spec, profile) for profile in [None, *spec.profiles])
+    return SpecSummary(Path(path), spec, models, costs)
+
+
+def survey(directory: str | Path) -> list[tuple[Path, SpecSummary | UserError]]:
+    """Every spec file in a folder, summarised, or the error that stops it from loading."""
+    folder = Path(directory)
+    paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+    if not paths:
+        what = "holds no *.yaml spec files" if folder.is_dir() else "is not a folder"
+        raise UserError(f"{folder} {what}; `sweeper list` reads a folder of specs such as experiments/.")
+    out: list[tuple[Path, SpecSummary | UserError]] = []
+    for path in paths:
+        try:
+            out.append((path, summarize(path)))
+        except UserError as exc:
+            out.append((path, exc))
+    return out
+
+
+def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: float | None = None) -> list[str]:
+    """The lines `sweeper list` prints for one spec."""
+    gpu, cpu = gpu_tflops or GPU_TFLOPS, cpu_gflops or CPU_GFLOPS
+    spec, seeds = summary.spec, summary.spec.seeds
+    if spec.search is not None:
+        shape = f"{spec.search.sampler} search over {', '.join(spec.search.params)}, {spec.search.budget() or 'time-bounded'} trials"
+    else:
+        rows = len(spec.row_overrides())
+        shape = f"{rows} row{'s' * (rows != 1)} x {len(seeds)} seed{'s' * (len(seeds) != 1)} {seeds}"
+    lines = [f"{spec.name} ({summary.path}): {shape}"]
+    lines.append("  models: " + "; ".join(f"{m.name} {m.params:,} params {m.flops / 1e9:.3g} GFLOPs/image" for m in summary.models))
+    for c in summary.costs:
+        epochs = "/".join(str(e) for e in c.epochs)
+        lines.append(
+            f"  {c.profile}: {c.cells} cell{'s' * (c.cells != 1)} x {epochs} epoch{'s' * (c.epochs != (1,))}, {_count(c.train_images)} training images, "
+            f"{'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP -> GPU {_duration(c.gpu_hours(gpu))} "
+            f"at {gpu:g} TFLOP/s, CPU {_duration(c.cpu_hours(cpu))} at {cpu:g} GFLOP/s"
+        )
+    return lines
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k" if n >= 1e3 else str(n)
+
+
+def _duration(hours: float) -> str:
+    if hours < 1 / 60:
+        return f"{hours * 3600:.0f} s"
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours:.3g} h" if hours < 48 else f"{hours / 24:.3g} days"

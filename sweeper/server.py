@@ -1,0 +1,136 @@
+"""`sweeper server`: a real `mlflow server` over the local store, on loopback unless told otherwise.
+
+Backend: the same sqlite file `sweeper run` writes without a server (mlruns/mlflow.db); artifacts
+are served by the server from mlruns/artifacts, so clients upload and download through HTTP and
+need no access to the disk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sweeper.errors import UserError
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and 127.0.0.0/8 / ::1: nobody else on the network can connect."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); another server may be "
+                            "running there. Pick another port with --port.") from None
+
+
+def command(store_dir: Path, host: str, port: int, workers: int = 1) -> list[str]:
+    """The `mlflow server` command line for a store directory (sqlite backend, served artifacts)."""
+    store_dir = store_dir.resolve()
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{store_dir / 'mlflow.db'}",
+        "--artifacts-destination", str(store_dir / "artifacts"),
+        "--serve-artifacts",
+        "--host", host, "--port", str(port), "--workers", str(workers),
+    ]
+
+
+@dataclass
+class Server:
+    """A running `mlflow server` child process and the URL clients use."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path | None = None
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop the server and its workers (the whole process group)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+    def wait(self) -> int:
+        """Block until the server exits; returns its exit code."""
+        return self.process.wait()
+
+
+def start(store_dir: Path, host: str = "127.0.0.1", port: int | None = None, *, workers: int = 1,
+          allow_remote: bool = False, log: Path | None = None, timeout: float = 120.0) -> Server:
+    """Start `mlflow server` over store_dir and wait until /health answers; errors are UserErrors."""
+    if not is_loopback(host) and not allow_remote:
+        raise UserError(f"--host {host} would accept connections from other machines, and the server has no "
+                        "authentication. Pass --allow-remote if that is what you want (see README: basic-auth), "
+                        "or keep the default 127.0.0.1.")
+    if port is None:
+        port = free_port(host)
+    _check_port(host, port)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    (store_dir / "artifacts").mkdir(exist_ok=True)
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
+    # MLflow's job runner (GenAI scoring, trace archival) forks seven more Python processes that
+    # sweeper never uses; without it the server starts several times faster.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    # Its own process group, so stopping it also stops the uvicorn workers it forks.
+    proc = subprocess.Popen(command(store_dir, host, port, workers), stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    connect = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # a wildcard bind answers on loopback too
+    server = Server(f"http://{f'[{connect}]' if ':' in connect else connect}:{port}", proc, log)
+    try:
+        wait_healthy(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_healthy(server: Server, timeout: float) -> None:
+    """Poll GET /health until it answers 200; a server that exits or stays silent is a UserError."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            tail = server.log.read_text(errors="replace")[-2000:] if server.log and server.log.exists() else ""
+            raise UserError(f"mlflow server exited with code {server.process.returncode} before answering "
+                            f"on {server.url}.{' Its last output:' + chr(10) + tail if tail else ''}")
+        try:
+            if requests.get(server.url + "/health", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    raise UserError(f"mlflow server did not answer on {server.url}/health within {timeout:.0f} s.")

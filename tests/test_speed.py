@@ -1,0 +1,185 @@
+"""The fast paths compute what the plain ones do: prefetched batches, precision fallback, EMA, TTA, schedules, fast_net."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sweeper import train as T
+from sweeper.augment import augment_batch, planned_batches
+from sweeper.config import TrainConfig, merge, unflatten
+from sweeper.data import Split, make_splits
+from sweeper.models import create_model
+from sweeper.models.fast import PatchWhitening, _conv
+from sweeper.spec import config_hash
+
+BASE = {
+    "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
+    "data": {"augment": "weak", "batch_size": 32, "val_size": 50, "train_size": 200, "test_size": 100},
+    "optimizer": {"name": "adam", "lr": 3e-3},
+    "epochs": 2,
+    "precision": "fp32",
+}
+FAST = {"model": {"name": "fast_net", "widths": [8, 16, 16]}, "activation": "gelu",
+        "optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.85, "nesterov": True, "weight_decay": 5e-4},
+        "scheduler": {"name": "onecycle"}, "ema_decay": 0.9, "tta": True}
+
+
+def cfg(base: dict = BASE, **changes) -> TrainConfig:
+    return TrainConfig.model_validate(merge(base, unflatten(changes)))
+
+
+@pytest.fixture(scope="module")
+def small(synthetic_data):
+    return make_splits(*synthetic_data, val_size=20, train_size=96, test_size=40, seed=0)
+
+
+def noise(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("preset", ["autoaugment", "strong"])
+def test_worker_batches_equal_inline_batches(preset):
+    images = noise(40)
+    plan = [(torch.randperm(40, generator=torch.Generator().manual_seed(k))[:8], 1000 + k) for k in range(3)]
+    inline = list(planned_batches(images, preset, plan, workers=0))
+    ahead = list(planned_batches(images, preset, plan, workers=1))  # a real worker process
+    assert len(ahead) == 3
+    for (indices, seed), a, b in zip(plan, inline, ahead):
+        assert torch.equal(a, b)
+        assert torch.equal(a, augment_batch(images[indices], preset, torch.Generator().manual_seed(seed)))
+    assert not torch.equal(inline[0], inline[1])
+
+
+def test_training_with_workers_matches_training_inline(small, monkeypatch):
+    config = cfg(**{"data.augment": "strong", "epochs": 1})
+    ahead = T.train(config, small, device="cpu").history
+    monkeypatch.setattr(T, "default_workers", lambda: 0)
+    inline = T.train(config, small, device="cpu").history
+    assert [h["train_loss"] for h in ahead] == [h["train_loss"] for h in inline]
+
+
+def test_precision_decision_falls_back_cleanly():
+    assert T.choose_precision("auto", "cuda", cuda_bf16=True) == "bf16"
+    fp16 = T.choose_precision("auto", "cuda", cuda_bf16=False)
+    assert fp16 == "fp16" and T.needs_grad_scaler(fp16), "older GPUs: fp16 with a gradient scaler"
+    assert not T.needs_grad_scaler("bf16") and not T.needs_grad_scaler("fp32")
+    assert T.choose_precision("auto", "cpu", cpu_bf16=False) == "fp32"
+    assert T.choose_precision("auto", "cpu", cpu_bf16=True) == "bf16"
+    assert T.choose_precision("auto", "mps") == "fp32"
+    assert T.choose_precision("fp16", "cpu") == "fp16", "an explicit choice is kept"
+
+
+def test_fp16_trains_with_a_live_grad_scaler(small):
+    scales = []
+    result = T.train(cfg(precision="fp16", epochs=1), small, device="cpu",
+                     on_epoch=lambda m, checkpoint: scales.append(checkpoint()["scaler"]))
+    assert math.isfinite(result.history[-1]["train_loss"])
+    assert scales[0].get("scale", 0) > 0, "the scaler was enabled and kept a loss scale"
+
+
+def test_ema_is_the_decayed_average_of_weights_and_statistics():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = T.weight_average(model, 0.9)
+    first = copy.deepcopy(model.state_dict())
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].running_mean.fill_(2.0)
+    ema.update_parameters(model)
+    assert torch.allclose(ema.module[0].weight, 0.9 * first["0.weight"] + 0.1 * model[0].weight)
+    assert torch.allclose(ema.module[1].running_mean, 0.9 * first["1.running_mean"] + 0.1 * 2.0)
+    assert T.weight_average(model, 0.0) is None
+
+
+class Lopsided(torch.nn.Module):
+    """Logits from the left half of the image only: a mirror changes its prediction."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :, :16].mean((2, 3)).repeat(1, 4)[:, :10] * 5
+
+
+def test_tta_averages_the_logits_of_each_image_and_its_mirror():
+    images, labels = noise(30, 1), torch.arange(30) % 10
+    split, model = Split(images, labels), Lopsided()
+    config = cfg(**{"data.eval_batch_size": 7, "data.normalize": "half"})
+    x = images.float() / 127.5 - 1
+    for tta, logits in ((False, model(x)), (True, (model(x) + model(x.flip(-1))) / 2)):
+        loss, acc = T.evaluate(model, split, cfg(**{**config.model_dump(), "tta": tta}), torch.device("cpu"), "fp32")
+        assert loss == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+        assert acc == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+
+
+def test_onecycle_ramps_up_then_down_every_step():
+    config = cfg(**{"scheduler": {"name": "onecycle", "warmup_fraction": 0.25, "start_factor": 0.2,
+                                  "end_factor": 0.0}, "epochs": 2, "optimizer.lr": 1.0})
+    opt = T.build_optimizer(config, torch.nn.Linear(2, 2))
+    sched = T.build_scheduler(config, opt, steps_per_epoch=4)  # 8 steps, 2 of warm-up
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.2, 0.6, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
+
+
+def test_patch_whitening_decorrelates_patches():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(64, 1, 32, 32, generator=g)
+    images = torch.cat([base, base + 0.3 * torch.randn(64, 2, 32, 32, generator=g)], 1)  # correlated channels
+    layer = PatchWhitening()
+    layer.fit(images)
+    with torch.no_grad():
+        out = layer(images)[:, :12].permute(0, 2, 3, 1).reshape(-1, 12).double()
+    assert torch.allclose(out.mean(0), torch.zeros(12, dtype=torch.double), atol=1e-3)
+    assert torch.allclose(torch.cov(out.T), torch.eye(12, dtype=torch.double), atol=0.02)
+    assert not layer.conv.weight.requires_grad and layer.bias.requires_grad
+
+
+def test_convs_start_as_identities_on_carried_channels():
+    x = torch.randn(2, 8, 6, 6)
+    assert torch.equal(_conv(8, 16)(x)[:, :8], x)
+
+
+def test_trainer_fits_the_whitening_and_fast_recipe_resumes_exactly(small):
+    data = small
+    config = cfg(FAST, **{"data": BASE["data"], "epochs": 2, "precision": "fp32"})
+    full = T.train(config, data, device="cpu")
+    model = create_model("fast_net", activation="gelu", widths=[8, 16, 16])
+    model.fit_data(T.normalize(data.train.images[: T.FIT_SAMPLE], "half"))
+    assert torch.allclose(full.model.whiten.conv.weight, model.whiten.conv.weight), "fitted before epoch 1, frozen"
+    assert full.summary["params"] < sum(p.numel() for p in model.parameters()), "frozen filters are not trained"
+    saved = {}
+
+    def stop_after_first(metrics, checkpoint):
+        saved.update(copy.deepcopy(checkpoint()))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        T.train(config, data, device="cpu", on_epoch=stop_after_first)
+    assert saved["ema"] is not None
+    resumed = T.train(config, data, device="cpu", resume=saved)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    assert resumed.summary["test_acc"] == full.summary["test_acc"]
+
+
+def test_new_fields_at_their_defaults_keep_cell_ids():
+    plain = cfg()
+    assert not {"compile", "ema_decay", "tta"} & set(plain.model_dump())
+    assert config_hash(plain) == config_hash(cfg(compile=False, ema_decay=0.0, tta=False))
+    assert config_hash(plain) != config_hash(cfg(tta=True))
+    assert cfg(compile=True).model_dump()["compile"] is True
+
+
+def test_cpu_runs_the_first_conv_nchw_and_the_rest_channels_last():
+    model = T.to_device(create_model("baseline_cnn"), cfg(), torch.device("cpu"))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].weight.is_contiguous()
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs[1:])
+    assert T.input_format(cfg(), torch.device("cpu")) == torch.contiguous_format
+    assert T.input_format(cfg(), torch.device("cuda")) == torch.channels_last
+    assert T.input_format(cfg(channels_last=False), torch.device("cuda")) == torch.contiguous_format

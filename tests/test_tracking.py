@@ -1,0 +1,187 @@
+"""MLflow as the lab notebook, against a real `mlflow server`: what one cell leaves behind, and how it ends."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow import MlflowClient
+from rich.console import Console
+from rich.progress import Progress
+from typer.testing import CliRunner
+
+from conftest import TINY_SPEC
+from sweeper import cellrun, runner, sweep, tracking
+from sweeper.cli import app
+from sweeper.data import make_splits
+from sweeper.errors import Pruned
+from sweeper.server import is_loopback
+from sweeper.spec import expand, load_spec
+from sweeper.train import build_model, train
+
+# The tiny spec on fewer images: these tests are about what gets logged, not about learning.
+SMALL = {**TINY_SPEC, "base": {**TINY_SPEC["base"], "data": {**TINY_SPEC["base"]["data"], "train_size": 160},
+                                "optimizer": {"name": "adam", "lr": 0.01}}}
+EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time", "images_per_s")
+SUMMARY_KEYS = ("test_acc", "test_acc_best", "best_val_acc", "best_epoch", "params", "train_time")
+
+
+def quiet() -> Console:
+    return Console(quiet=True)
+
+
+@pytest.fixture
+def local_state(tmp_path, monkeypatch):
+    """Keep the sweep's local files (its Optuna study) in the test's temp dir, not ./mlruns."""
+    monkeypatch.setenv("SWEEPER_STORE_DIR", str(tmp_path / "local"))
+
+
+def cell_runs(client: MlflowClient, name: str) -> list:
+    exp = client.get_experiment_by_name(name)
+    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("sweeper.role") == "cell"]
+
+
+def artifact_files(client: MlflowClient, run_id: str, path: str | None = None) -> list[str]:
+    out = []
+    for a in client.list_artifacts(run_id, path):
+        out += artifact_files(client, run_id, a.path) if a.is_dir else [a.path]
+    return out
+
+
+def steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def download(uri: str, run_id: str, path: str, dst: Path) -> Path:
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=uri))
+
+
+def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(write_spec, synthetic_data, mlflow_server, local_state, tmp_path):
+    path = write_spec({**SMALL, "name": "served"})
+    report = sweep.run(path, tracking_uri=mlflow_server, device="cpu", data=synthetic_data, console=quiet())
+    assert len(report.finished) == 2 and not report.failed
+
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("served")
+    assert exp.artifact_location.startswith("mlflow-artifacts:"), "artifacts go through the server, not to a local path"
+    runs = cell_runs(client, "served")
+    cells = {c.id: c for c in expand(load_spec(path))}
+    assert sorted(r.data.tags["sweeper.cell"] for r in runs) == sorted(cells)
+    test = make_splits(*synthetic_data, val_size=50, train_size=160, test_size=100, seed=0).test
+    for run in runs:
+        run_id, tags, metrics = run.info.run_id, run.data.tags, run.data.metrics
+        cell = cells[tags["sweeper.cell"]]
+        assert run.info.status == "FINISHED"
+        assert run.data.params["optimizer.lr"] == "0.01" and run.data.params["activation"] == cell.config.activation
+        assert tags["sweeper.torch"] == torch.__version__ and "sweeper.cuda" in tags
+        assert tags["sweeper.device"] == "cpu" and tags["sweeper.device_name"] and tags["sweeper.precision"]
+        assert tags["sweeper.seed"] == "0" and tags["sweeper.profile"] == "default" and tags["sweeper.worker"]
+        for key in EPOCH_KEYS:
+            assert steps(client, run_id, key) == [1, 2], key
+        assert all(key in metrics for key in SUMMARY_KEYS)
+
+        files = artifact_files(client, run_id)
+        for name in ("config.yaml", "checkpoints/best.pt", "checkpoints/last.pt"):
+            assert name in files
+        for fig in ("curves", "filters", "feature_maps"):
+            assert f"plots/{fig}.html" in files and f"plots/{fig}.png" in files, fig
+        png = download(mlflow_server, run_id, "plots/filters.png", tmp_path / run_id)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+        last = torch.load(download(mlflow_server, run_id, "checkpoints/last.pt", tmp_path / run_id), weights_only=True)
+        assert last["epoch"] == 2 and last["cell"] == cell.id and [h["epoch"] for h in last["history"]] == [1, 2]
+        assert {"model", "optimizer", "generator", "torch_rng", "best_state"} <= set(last)
+        best = torch.load(download(mlflow_server, run_id, "checkpoints/best.pt", tmp_path / run_id), weights_only=True)
+        assert best["epoch"] == metrics["best_epoch"]
+
+        # The logged model is the best checkpoint behind its normalisation, loaded with MLflow's own API.
+        uri = tags["sweeper.model_uri"]
+        logged = client.get_logged_model(uri.removeprefix("models:/"))
+        assert logged.experiment_id == exp.experiment_id and logged.source_run_id == run_id
+        loaded = mlflow.pytorch.load_model(uri)
+        net = build_model(cell.config)
+        net.load_state_dict(best["model"])
+        reference = runner.PixelClassifier(net, cell.config.data.normalize).eval()
+        pixels = test.images[:20].float()
+        with torch.no_grad():
+            assert torch.allclose(loaded(pixels), reference(pixels), atol=1e-4)
+            accuracy = (loaded(test.images.float()).argmax(1) == test.labels).float().mean().item()
+        assert accuracy > 0.3, "a trained classifier, well above chance"
+        assert accuracy == pytest.approx(metrics["test_acc_best"], abs=0.05), "the best epoch's model (fp32 here)"
+
+
+def _one_cell(write_spec, synthetic_data, name: str, epochs: int):
+    spec = load_spec(write_spec({**SMALL, "name": name, "base": {**SMALL["base"], "epochs": epochs}}, name=f"{name}.yaml"))
+    cell = expand(spec)[0]
+    d = cell.config.data
+    data = make_splits(*synthetic_data, val_size=d.val_size, train_size=d.train_size, test_size=d.test_size, seed=0)
+    return spec, cell, data
+
+
+def test_ctrl_c_marks_the_run_killed_and_the_next_run_resumes_it_bit_exactly(write_spec, synthetic_data, mlflow_server):
+    spec, cell, data = _one_cell(write_spec, synthetic_data, "resumed", epochs=2)
+    store = tracking.open_store(mlflow_server)
+    exp_id = tracking.experiment_id(store, spec.name)
+    parent = tracking.sweep_run(store, exp_id, spec, None, "{}")
+    progress = Progress(console=quiet())
+
+    def ctrl_c_after_epoch_1(metrics):
+        if metrics["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    args = (cell, spec, None, store, exp_id, parent, data, torch.device("cpu"), progress)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_cell(*args, on_epoch_hook=ctrl_c_after_epoch_1)
+    client = store.client
+    [killed] = cell_runs(client, "resumed")
+    assert killed.info.status == "KILLED" and killed.data.tags["sweeper.state"] == "interrupted"
+    assert steps(client, killed.info.run_id, "train_loss") == [1], "the epoch before Ctrl-C is kept"
+
+    outcome = runner.run_cell(*args)
+    assert outcome.ok
+    [run] = cell_runs(client, "resumed")
+    assert run.info.run_id == killed.info.run_id, "resumed in the same MLflow run"
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["sweeper.resumes"] == "1" and run.data.tags["sweeper.resumed_from_epoch"] == "1"
+    for key in EPOCH_KEYS:
+        assert steps(client, run.info.run_id, key) == [1, 2], key
+    # Through a checkpoint file on the server and back, training continued exactly as if never stopped.
+    straight = train(cell.config, data, device="cpu").history
+    logged = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
+    assert logged == [h["train_loss"] for h in straight]
+    assert run.data.metrics["test_acc"] == pytest.approx(outcome.summary["test_acc"])
+
+
+def test_a_pruned_cell_is_killed_and_tagged_not_failed(write_spec, synthetic_data, mlflow_server):
+    spec, cell, data = _one_cell(write_spec, synthetic_data, "pruned", epochs=2)
+    store = tracking.open_store(mlflow_server)
+    exp_id = tracking.experiment_id(store, spec.name)
+    parent = tracking.sweep_run(store, exp_id, spec, None, "{}")
+
+    def prune(metrics):
+        raise Pruned(f"pruned at epoch {metrics['epoch']}")
+
+    outcome = runner.run_cell(cell, spec, None, store, exp_id, parent, data, torch.device("cpu"),
+                              Progress(console=quiet()), on_epoch_hook=prune)
+    assert outcome.pruned and not outcome.ok
+    [run] = cell_runs(store.client, "pruned")
+    assert run.info.status == "KILLED" and run.data.tags["sweeper.state"] == "pruned"
+    assert "sweeper.error" not in run.data.tags
+    assert cellrun.resumable_run(store, exp_id, cell.id) is None, "the pruner's verdict stands: not resumed"
+
+
+def test_server_command_refuses_remote_binds_and_busy_ports(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEPER_STORE_DIR", str(tmp_path / "mlruns"))
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    result = CliRunner().invoke(app, ["server", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--allow-remote" in result.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = CliRunner().invoke(app, ["server", "--port", str(busy.getsockname()[1])])
+    assert result.exit_code == 2 and "--port" in result.output
+    assert not (tmp_path / "mlruns").exists(), "nothing written for a refused start"

@@ -1,0 +1,191 @@
+"""Several worker processes on one study: a real local sqlite storage and a real PostgreSQL on loopback."""
+
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from rich.console import Console
+
+from conftest import TINY_SPEC
+from sweeper import sweep
+from sweeper.spec import expand, load_spec
+
+SMALL_DATA = {"augment": "none", "batch_size": 32, "eval_batch_size": 100, "val_size": 50, "train_size": 200, "test_size": 100}
+
+
+def grid_spec(epochs: int = 1, **grid) -> dict:
+    spec = copy.deepcopy(TINY_SPEC)
+    spec.pop("rows")
+    spec["base"] = {**spec["base"], "epochs": epochs, "data": SMALL_DATA}
+    spec["grid"] = grid or {"activation": ["relu", "gelu", "elu"], "optimizer.lr": [1e-3, 3e-3]}
+    return spec
+
+
+def cell_runs(store_uri: str) -> list:
+    client = MlflowClient(store_uri)
+    exp = client.get_experiment_by_name("tiny")
+    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("sweeper.role") == "cell"]
+
+
+# --- a real PostgreSQL on loopback, started by the test -------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL server (own data dir, free loopback port) and an empty database."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        reason = "PostgreSQL server binaries not installed (apt-get install -y postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    bindir = Path(bins[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb and pg_ctl refuse root: run them as the postgres user on a dir it owns
+        pg = pwd.getpwnam("postgres")
+        os.chown(base, pg.pw_uid, pg.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port, data = _free_port(), base / "data"
+    subprocess.run([*as_user, bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
+                   check=True, capture_output=True)
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c max_connections=50"
+    subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-l", base / "log", "-o", opts, "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        subprocess.run([bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE sweeps"],
+                       check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/sweeps"
+    finally:
+        subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_finish_a_grid_each_cell_exactly_once(backend, write_spec, store_uri, data_dir, request):
+    storage = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    path = write_spec(grid_spec())
+    report = sweep.run(path, tracking_uri=store_uri, device="cpu", console=Console(quiet=True), jobs=2, storage=storage)
+    assert len(report.finished) == 6 and not report.failed, report
+
+    runs = cell_runs(store_uri)
+    cells = {c.id for c in expand(load_spec(path))}
+    assert sorted(r.data.tags["sweeper.cell"] for r in runs) == sorted(cells), "every cell ran exactly once"
+    assert all(r.info.status == "FINISHED" for r in runs)
+    sw = sweep.open_sweep(path, tracking_uri=store_uri, storage=storage)
+    if backend == "sqlite":
+        assert Path(store_uri.removeprefix("sqlite:///")).with_name("optuna.db").is_file(), "local storage beside MLflow"
+    complete = [t for t in sw.study.get_trials() if t.state.name == "COMPLETE"]
+    others = [t for t in sw.study.get_trials() if t.state.name != "COMPLETE"]
+    assert all("sweeper.skip" in t.user_attrs for t in others), "only empty claims may be left over"
+    assert sorted(t.user_attrs["sweeper.cell"] for t in complete) == sorted(cells)
+    by_run = {r.info.run_id: r for r in runs}
+    for t in complete:
+        tags = by_run[t.user_attrs["sweeper.mlflow_run"]].data.tags
+        assert tags["sweeper.study"] == sw.name and tags["sweeper.trial"] == str(t.number)
+    assert len({t.user_attrs["sweeper.worker"] for t in complete}) == 2, "both workers trained cells"
+    snap = sweep.status(path, storage=storage, tracking_uri=store_uri)
+    assert (snap.count("done"), snap.count("left"), snap.count("running"), snap.count("failed")) == (6, 0, 0, 0)
+
+
+def _worker(path: Path, store_uri: str, index: int, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "sweeper", "worker", str(path), "--tracking-uri", store_uri, "--device", "cpu",
+           "--threads", "1", "--heartbeat", "1", "--index", str(index)]
+    with log.open("w") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_a_worker_killed_mid_cell_has_its_cell_finished_by_the_other(write_spec, store_uri, data_dir, tmp_path):
+    path = write_spec(grid_spec(epochs=4, activation=["relu", "gelu"]))
+    sweep.status(path, tracking_uri=store_uri)  # create both stores first: MLflow's sqlite migrations do not race well
+    procs = [_worker(path, store_uri, i, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        storage = sweep.storage_url(None, store_uri)
+        victim = None
+        deadline = time.monotonic() + 240
+        while victim is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                study = optuna.load_study(study_name="tiny/default", storage=storage)
+            except KeyError:
+                continue
+            victim = next((t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                           if t.user_attrs.get("sweeper.epoch", 0) >= 1), None)
+        assert victim is not None, "no worker reached the end of an epoch"
+        pid = int(victim.user_attrs["sweeper.worker"].split(":")[1].split()[0])
+        killed = next(p for p in procs if p.pid == pid)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()  # reap it: a zombie still answers kill(pid, 0), and looks alive to the resume check
+        survivor = next(p for p in procs if p is not killed)
+        assert survivor.wait(timeout=240) == 0, (tmp_path / "w0.log").read_text() + (tmp_path / "w1.log").read_text()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+    trials = optuna.load_study(study_name="tiny/default", storage=storage).get_trials()
+    cell = victim.user_attrs["sweeper.cell"]
+    mine = [t for t in trials if t.user_attrs.get("sweeper.cell") == cell and "sweeper.skip" not in t.user_attrs]
+    assert [t.state.name for t in mine] == ["FAIL", "COMPLETE"], "the stale trial failed, its retry completed"
+    assert mine[1].system_attrs.get("failed_trial") == victim.number
+    assert mine[1].user_attrs["sweeper.worker"] != victim.user_attrs["sweeper.worker"]
+    runs = [r for r in cell_runs(store_uri) if r.data.tags["sweeper.cell"] == cell]
+    assert [r.info.status for r in runs] == ["FINISHED"], "one run per cell, finished"
+    # the replacement continued the killed worker's MLflow run from its checkpoint
+    assert runs[0].info.run_id == victim.user_attrs["sweeper.mlflow_run"] == mine[1].user_attrs["sweeper.mlflow_run"]
+    assert runs[0].data.tags["sweeper.trial"] == str(mine[1].number)
+    assert len([r for r in cell_runs(store_uri) if r.info.status == "FINISHED"]) == 2
+
+
+def test_cpu_threads_are_split_and_gpus_checked(monkeypatch):
+    from sweeper import workers
+    from sweeper.errors import UserError
+
+    monkeypatch.setattr(workers, "cpu_count", lambda: 16)
+    plan = workers.assignments(3, None, "cpu")
+    assert [(env["OMP_NUM_THREADS"], device, threads) for env, device, threads in plan] == [("5", "cpu", 5)] * 3
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="--devices 0,1 asks for CUDA GPUs"):
+            workers.assignments(2, [0, 1], "auto")
+    else:
+        have = torch.cuda.device_count()
+        plan = workers.assignments(2 * have, list(range(have)), "auto")
+        assert [env["CUDA_VISIBLE_DEVICES"] for env, _, _ in plan] == [str(i % have) for i in range(2 * have)]
+
+
+def test_progress_display_shows_counts_and_each_workers_epoch():
+    from sweeper import workers
+    from sweeper.ledger import Snapshot
+
+    snap = Snapshot({"a": "done", "b": "running", "c": "failed", "d": "left", "e": "pruned"},
+                    {k: f"cell {k}" for k in "abcde"}, active=[("host:12 #0", "cell b", 3, 10)], extra_left=2)
+    console = Console(record=True, width=120)
+    console.print(workers.render(snap, []))
+    text = console.export_text()
+    assert "1 done · 1 running · 1 failed · 1 pruned · 3 left" in text
+    assert "host:12 #0" in text and "cell b" in text and "3/10" in text
