@@ -60,6 +60,11 @@ class CellLogger:
             tracking.log_metrics(self.store, self.run_id, metrics, step)
             self._logged.add(step)
 
+    def log_step(self, metrics: dict[str, float], step: int) -> None:
+        """Queue per-step metrics (analysis probes, step loss) at step = the global training step."""
+        values = dict(metrics)
+        self._worker.submit(lambda: tracking.log_metrics(self.store, self.run_id, values, step))
+
     def relog(self, history: list[dict[str, float]]) -> int:
         """Log the epochs of a resumed checkpoint that MLflow lacks (killed between checkpoint and metrics)."""
         missing = [h for h in history if int(h["epoch"]) not in self._logged]

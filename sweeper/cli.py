@@ -323,7 +323,7 @@ def server(
 def list_specs(
     directory: Annotated[Path, typer.Argument(help="A folder of spec files.")] = Path("experiments"),
     gpu_tflops: Annotated[Optional[float], typer.Option(help="Assumed sustained GPU rate in TFLOP/s (default 25).")] = None,
-    cpu_gflops: Annotated[Optional[float], typer.Option(help="Assumed CPU rate here in GFLOP/s (default 10).")] = None,
+    cpu_gflops: Annotated[Optional[float], typer.Option(help="Assumed CPU rate here in GFLOP/s (default 8).")] = None,
 ) -> None:
     """Every spec in a folder: rows, seeds, epochs, networks with parameter counts, estimated cost per profile."""
     from sweeper.cost import describe, survey

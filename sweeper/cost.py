@@ -4,7 +4,8 @@ Models are built on the meta device (shapes only, no memory, no init time) and o
 pushed through torch's FlopCounterMode, which counts convolutions and matmuls (2 FLOPs per
 multiply-add); elementwise ops, BatchNorm and the data path are left out. A training image costs
 3x its forward pass (forward, then backward for inputs and weights). Hours are those FLOPs at an
-assumed sustained rate, so they are estimates to plan with, not predictions to the minute.
+assumed sustained rate, plus per-image augmentation on the host and a fixed cost per cell: estimates
+to plan with, not predictions to the minute.
 
 torch is imported inside the functions: `sweeper.spec` and `sweeper.cost`'s callers stay light.
 """
@@ -25,13 +26,17 @@ CIFAR_TEST_IMAGES = 10_000
 # Ordinary eager PyTorch CIFAR training in bf16 on one A100/H100-class GPU sustains roughly
 # 20-40 TFLOP/s on these networks (ResNet-18 at ~6k images/s); DenseNets run below it.
 GPU_TFLOPS = 25.0
-# Measured here (2 cores shared with other jobs, bf16 autocast): 5-15 GFLOP/s of wall time for the
-# small CNNs and ResNets; DenseNets, memory-bound, run below it.
-CPU_GFLOPS = 10.0
+# Fitted to quick runs here (2 cores shared with other jobs, load 8-13, bf16 autocast): 6-15 GFLOP/s
+# of wall time; DenseNets, memory-bound, run below it.
+CPU_GFLOPS = 8.0
 # `autoaugment` and `strong` transform each image on the host CPU, one at a time, in the training
 # loop: milliseconds per image, measured here with one thread (sweeper.augment); on a GPU this
 # can take longer than the network itself. `none` and `weak` are batched tensor ops: negligible.
 AUGMENT_SECONDS = {"none": 0.0, "weak": 0.0, "autoaugment": 0.45e-3, "strong": 0.95e-3}
+# Fixed cost of a cell besides its FLOPs: building the network, the MLflow run, its figures and
+# the exported model. Measured here under load: 15-90 s a cell; a GPU host's CPU is faster.
+GPU_CELL_SECONDS = 10.0
+CPU_CELL_SECONDS = 45.0
 
 
 @dataclass(frozen=True)
@@ -56,13 +61,13 @@ class SweepCost:
     epochs: tuple[int, ...] = ()  # the distinct epoch counts of its cells
     bound: bool = False  # an upper bound (a search before pruning), not an estimate of all cells
 
-    def gpu_hours(self, tflops: float = GPU_TFLOPS) -> float:
-        """Hours on one GPU at `tflops` sustained."""
-        return (self.flops / (tflops * 1e12) + self.augment_seconds) / 3600
+    def gpu_hours(self, tflops: float = GPU_TFLOPS, cell_seconds: float = GPU_CELL_SECONDS) -> float:
+        """Hours on one GPU at `tflops` sustained, plus the host's augmentation and per-cell work."""
+        return (self.flops / (tflops * 1e12) + self.augment_seconds + self.cells * cell_seconds) / 3600
 
-    def cpu_hours(self, gflops: float = CPU_GFLOPS) -> float:
-        """Hours on this machine's CPU at `gflops` sustained."""
-        return (self.flops / (gflops * 1e9) + self.augment_seconds) / 3600
+    def cpu_hours(self, gflops: float = CPU_GFLOPS, cell_seconds: float = CPU_CELL_SECONDS) -> float:
+        """Hours on this machine's CPU at `gflops` sustained, plus augmentation and per-cell work."""
+        return (self.flops / (gflops * 1e9) + self.augment_seconds + self.cells * cell_seconds) / 3600
 
 
 def model_cost(config: TrainConfig) -> ModelCost:
@@ -196,20 +201,25 @@ def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: 
     gpu, cpu = gpu_tflops or GPU_TFLOPS, cpu_gflops or CPU_GFLOPS
     spec, seeds = summary.spec, summary.spec.seeds
     if spec.search is not None:
-        shape = f"{spec.search.sampler} search over {', '.join(spec.search.params)}, {spec.search.budget() or 'time-bounded'} trials"
+        trials = spec.search.budget() or "time-bounded"
+        shape = f"{spec.search.sampler} search over {', '.join(spec.search.params)}, {trials} trials"
     else:
         rows = len(spec.row_overrides())
-        shape = f"{rows} row{'s' * (rows != 1)} x {len(seeds)} seed{'s' * (len(seeds) != 1)} {seeds}"
-    lines = [f"{spec.name} ({summary.path}): {shape}"]
-    lines.append("  models: " + "; ".join(f"{m.name} {m.params:,} params {m.flops / 1e9:.3g} GFLOPs/image" for m in summary.models))
+        shape = f"{_plural(rows, 'row')} x {_plural(len(seeds), 'seed')} {seeds}"
+    nets = "; ".join(f"{m.name} {m.params:,} params {m.flops / 1e9:.3g} GFLOPs/image" for m in summary.models)
+    lines = [f"{spec.name} ({summary.path}): {shape}", f"  models: {nets}"]
     for c in summary.costs:
         epochs = "/".join(str(e) for e in c.epochs)
         lines.append(
-            f"  {c.profile}: {c.cells} cell{'s' * (c.cells != 1)} x {epochs} epoch{'s' * (c.epochs != (1,))}, {_count(c.train_images)} training images, "
-            f"{'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP -> GPU {_duration(c.gpu_hours(gpu))} "
-            f"at {gpu:g} TFLOP/s, CPU {_duration(c.cpu_hours(cpu))} at {cpu:g} GFLOP/s"
+            f"  {c.profile}: {_plural(c.cells, 'cell')} x {epochs} epoch{'s' * (c.epochs != (1,))}, "
+            f"{_count(c.train_images)} training images, {'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP"
+            f" -> GPU {_duration(c.gpu_hours(gpu))} at {gpu:g} TFLOP/s, CPU {_duration(c.cpu_hours(cpu))} at {cpu:g} GFLOP/s"
         )
     return lines
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
 
 
 def _count(n: int) -> str:

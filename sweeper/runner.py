@@ -104,6 +104,10 @@ def _train_logged(log: cellrun.CellLogger, cell: Cell, data: CifarData, device: 
         if on_epoch_hook is not None:
             on_epoch_hook(metrics)
 
+    if on_step is None:
+        from sweeper.analysis.probes import make_step_hook
+
+        on_step = make_step_hook(cell.config, log.log_step)
     result = train(cell.config, data, device=device, on_epoch=on_epoch, on_step=on_step, resume=log.resume)
     log.flush()
     return result

@@ -220,10 +220,12 @@ def log_model(store: Store, run_id: str, model: Any, example: Any) -> str:
     # create it in the run's experiment and hand log_model its id and the run id.
     run = store.client.get_run(run_id)
     logged = store.client.create_logged_model(run.info.experiment_id, "model", run_id, params=run.data.params)
-    # Explicit requirements skip MLflow's inference, which re-imports the model in a subprocess.
+    # Explicit requirements skip MLflow's inference, which re-imports the model in a subprocess;
+    # serving-input validation would reload the model just saved (a second per cell): the
+    # signature comes from running this very model on the example.
     info = mlflow.pytorch.log_model(
         model, name="model", run_id=run_id, model_id=logged.model_id, signature=signature,
-        input_example=example, serialization_format="pt2",
+        input_example=example, serialization_format="pt2", validate_serving_input=False,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
     )
     set_tags(store, run_id, {TAG + "model_uri": info.model_uri})

@@ -117,7 +117,8 @@ def test_sweep_cost_counts_training_evaluation_and_augmentation(write_spec):
     base = yaml.safe_load(write_spec().read_text())["base"]
     auto = load_spec(write_spec(base={**base, "data": {**base["data"], "augment": "autoaugment"}}, name="auto.yaml"))
     assert sweep_cost(auto).augment_seconds == pytest.approx(2 * 2 * 288 * 0.45e-3)
-    assert SweepCost("x", "default", 1, 1, 25e12 * 3600).gpu_hours(25.0) == pytest.approx(1.0)
+    hour = SweepCost("x", "default", cells=2, train_images=1, flops=25e12 * 3600, augment_seconds=1800)
+    assert hour.gpu_hours(25.0, cell_seconds=900) == pytest.approx(2.0)  # FLOPs, augmentation, per-cell work
 
 
 # --- every quick profile end to end, CI-sized ------------------------------------------------
