@@ -46,6 +46,26 @@ def _check_port(host: str, port: int) -> None:
                             "running there. Pick another port with --port.") from None
 
 
+# Stops the server group when the process that started it is gone, even by kill -9: the server
+# runs in its own session (so a terminal's Ctrl-C reaches only us), which would otherwise outlive us.
+_WATCHDOG = """
+import os, signal, sys, time
+parent, group = int(sys.argv[1]), int(sys.argv[2])
+while os.getppid() == parent:
+    time.sleep(0.5)
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        sys.exit()
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        break
+    time.sleep(3)
+"""
+
+
 def command(store_dir: Path, host: str, port: int, workers: int = 1) -> list[str]:
     """The `mlflow server` command line for a store directory (sqlite backend, served artifacts)."""
     store_dir = store_dir.resolve()
@@ -65,6 +85,7 @@ class Server:
     url: str
     process: subprocess.Popen
     log: Path | None = None
+    watchdog: subprocess.Popen | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -72,6 +93,9 @@ class Server:
         if self._stopped:
             return
         self._stopped = True
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(self.process.pid, sig)
@@ -107,8 +131,10 @@ def start(store_dir: Path, host: str = "127.0.0.1", port: int | None = None, *, 
     # Its own process group, so stopping it also stops the uvicorn workers it forks.
     proc = subprocess.Popen(command(store_dir, host, port, workers), stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    watchdog = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, str(os.getpid()), str(proc.pid)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     connect = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # a wildcard bind answers on loopback too
-    server = Server(f"http://{f'[{connect}]' if ':' in connect else connect}:{port}", proc, log)
+    server = Server(f"http://{f'[{connect}]' if ':' in connect else connect}:{port}", proc, log, watchdog)
     try:
         wait_healthy(server, timeout)
     except BaseException:
