@@ -36,15 +36,17 @@ class CellLogger:
     def __init__(self, store: tracking.Store, run_id: str, resume: dict[str, Any] | None = None, logged: set[int] | None = None):
         self.store, self.run_id, self.resume = store, run_id, resume
         self._logged = set(logged or ())  # steps already in MLflow: never logged twice
+        self._steps: list[Any] = []  # this epoch's per-step metrics, shipped with the epoch
         self._staging = Path(tempfile.mkdtemp(prefix="sweeper-ckpt-"))
         self._worker = checkpoints.SerialWorker()
 
     def log_epoch(self, metrics: dict[str, float], checkpoint: dict[str, Any] | None = None, best: bool = False) -> None:
         """Queue an epoch: its checkpoint (stored first, as best.pt too when `best`), then its metrics, step = epoch."""
-        step = int(metrics["epoch"])
-        self._worker.submit(lambda: self._ship_epoch(step, dict(metrics), checkpoint, best))
+        step, steps, self._steps = int(metrics["epoch"]), self._steps, []
+        self._worker.submit(lambda: self._ship_epoch(step, dict(metrics), checkpoint, best, steps))
 
-    def _ship_epoch(self, step: int, metrics: dict[str, float], state: dict[str, Any] | None, best: bool) -> None:
+    def _ship_epoch(self, step: int, metrics: dict[str, float], state: dict[str, Any] | None, best: bool,
+                    steps: list[Any]) -> None:
         if state is not None:
             last = checkpoints.save(state, self._staging / str(step) / "last.pt")
             if best:  # before last.pt: a crash in between resumes from the previous epoch and redoes this one
@@ -57,13 +59,16 @@ class CellLogger:
             tracking.log_files(self.store, self.run_id, [last], "checkpoints")
             shutil.rmtree(last.parent, ignore_errors=True)
         if step not in self._logged:
-            tracking.log_metrics(self.store, self.run_id, metrics, step)
+            tracking.log_batch(self.store, self.run_id, tracking.epoch_metrics(metrics, step) + steps)
             self._logged.add(step)
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
-        """Queue per-step metrics (analysis probes, step loss) at step = the global training step."""
-        values = dict(metrics)
-        self._worker.submit(lambda: tracking.log_metrics(self.store, self.run_id, values, step))
+        """Per-step metrics (analysis probes, step loss) at step = the global training step.
+
+        Kept in memory and sent with the epoch's metrics, after its checkpoint: a request per
+        step would hold training back, and a resumed epoch must not log its steps twice.
+        """
+        self._steps.extend(tracking.epoch_metrics(metrics, step))
 
     def relog(self, history: list[dict[str, float]]) -> int:
         """Log the epochs of a resumed checkpoint that MLflow lacks (killed between checkpoint and metrics)."""
