@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -30,6 +32,10 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # `kill`, a batch scheduler or `docker stop` send SIGTERM: treated as Ctrl-C, the cell's run is
+        # closed KILLED with its checkpoint (resumable) instead of being left RUNNING.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
@@ -38,8 +44,15 @@ def user_errors(fn):
         except KeyboardInterrupt:
             err_console.print("interrupted: the current cell is marked KILLED; run the same command again to resume.")
             raise typer.Exit(130) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @app.command()

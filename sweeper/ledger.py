@@ -89,7 +89,8 @@ def snapshot(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str]) -
         names = {c.id: f"{c.label} seed={c.seed}" for c in cells}
     else:
         names = {cid: f"{ts[0].user_attrs.get(A + 'label', cid)} seed={spec.seeds[0]}" for cid, ts in grouped.items()}
-    states = {cid: "done" if cid in done else show.get(s := cell_state(grouped.get(cid, [])), s) for cid in names}
+    states = {cid: "done" if cid in done else show.get(s := _state_without_run(grouped.get(cid, [])), s)
+              for cid in names}
     snap = Snapshot(states, names, {cid: ts[-1].number for cid, ts in grouped.items()})
     if spec.search is not None:
         budget = spec.search.budget()
@@ -112,7 +113,15 @@ def to_enqueue(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str],
         todo = [(cid, ts[-1].params, {k: ts[-1].user_attrs[k] for k in KEEP if k in ts[-1].user_attrs})
                 for cid, ts in grouped.items()]
     return [(params, attrs) for cid, params, attrs in todo
-            if cid not in done and cell_state(grouped.get(cid, [])) in wanted]
+            if cid not in done and _state_without_run(grouped.get(cid, [])) in wanted]
+
+
+def _state_without_run(trials: list[Any]) -> str:
+    """The state of a cell with no finished MLflow run: a complete trial whose run is gone is new again."""
+    state = cell_state(trials)
+    # The study can outlive its runs (runs deleted in the UI, a fresh MLflow store beside an old
+    # optuna.db): MLflow is the record, so such a cell is trained again rather than reported done.
+    return "new" if state == "done" else state
 
 
 def budget_used(trials: list[Any]) -> int:

@@ -26,13 +26,14 @@ FIRST_RENDER_TIMEOUT_S, RENDER_TIMEOUT_S = 60.0, 120.0
 def save_figure(fig: go.Figure, stem: Path, png: bool = True) -> list[Path]:
     """Write fig to stem.html (plotly.js from its CDN, to keep artifacts small) and stem.png; returns the files."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    html = stem.with_suffix(".html")
+    # appended, not with_suffix: a stem such as "lr_1e-3.5" or "vgg_bn.lr" keeps its whole name
+    html, image = stem.parent / f"{stem.name}.html", stem.parent / f"{stem.name}.png"
     fig.write_html(html, include_plotlyjs="cdn")
     files = [html]
     if png:
         with _png_lock:
-            if _write_png(fig, stem.with_suffix(".png")):
-                files.append(stem.with_suffix(".png"))
+            if _write_png(fig, image):
+                files.append(image)
     return files
 
 

@@ -154,11 +154,14 @@ class Sweep:
 
 
 def open_sweep(spec_path: str | Path, profile: str | None = None, *, storage: str | None = None,
-               tracking_uri: str | None = None, heartbeat: int = HEARTBEAT, seed_offset: int = 0) -> Sweep:
-    """Validate the spec, then connect MLflow and the study (created on first use)."""
+               tracking_uri: str | None = None, heartbeat: int = HEARTBEAT, seed_offset: int = 0,
+               check_data: bool = False) -> Sweep:
+    """Validate the spec (and that the dataset is prepared), then connect MLflow and the study (created on first use)."""
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
     cells = expand(spec, profile)
+    if check_data:  # a missing dataset fails before any store, study or run is created
+        cached_source(get_settings().data_dir)
     store = tracking.open_store(tracking_uri)
     search = spec.search
     seed = None if search is None or search.seed is None else search.seed + seed_offset
@@ -397,7 +400,8 @@ def run(
     parallel = workers.assignments(jobs, devices, device) if jobs > 1 or devices else None
     if parallel and data is not None:
         raise ValueError("parallel workers load the prepared data set (SWEEPER_DATA_DIR); pass data only with jobs=1")
-    sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=tracking_uri, heartbeat=heartbeat)
+    sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=tracking_uri, heartbeat=heartbeat,
+                    check_data=data is None)
     plan(sw, retry_failed)
     if not parallel:
         return work(sw, device=device, data=data, console=console)
@@ -405,7 +409,6 @@ def run(
     if before.idle():
         console.print(f"[green]{sw.spec.name}: all {before.total} cells already done or closed; nothing to train.[/]")
         return ledger.report(sw.spec, before, before)
-    cached_source(get_settings().data_dir)  # a missing dataset fails here, before any worker starts
     parent = tracking.sweep_run(sw.store, sw.exp_id, sw.spec, sw.profile, sw.path.read_text())  # one, for all workers
     launch = workers.Launch(sw.path, profile, storage_url(storage, sw.store.uri), sw.store.uri, device, heartbeat,
                             local_dir(sw.store.uri) / "workers")
@@ -436,7 +439,8 @@ def worker(
 
         torch.set_num_threads(threads)
     offset = index if index is not None else os.getpid()  # seeded samplers must differ between workers
-    sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=tracking_uri, heartbeat=heartbeat, seed_offset=offset)
+    sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=tracking_uri, heartbeat=heartbeat, seed_offset=offset,
+                    check_data=True)
     plan(sw)
     name = f"{platform.node()}:{os.getpid()}" + (f" #{index}" if index is not None else "")
     return work(sw, device=device, console=console, worker=name)

@@ -128,8 +128,9 @@ def to_device(model: nn.Module, cfg: TrainConfig, device: torch.device) -> nn.Mo
     """Move a model to the device, channels_last if the config says so (the first conv excepted on CPUs)."""
     model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     if cfg.channels_last and device.type == "cpu":
-        # oneDNN's weight gradient for a 3-channel channels_last conv ran 10-100x slower than in
-        # NCHW on our AVX-512 CPU; NCHW images into an NCHW first conv, channels_last after it.
+        # oneDNN's bf16 weight gradient for a 3-channel channels_last conv ran many times slower
+        # than NCHW (and erratically) on our AVX-512 CPU: NCHW images into an NCHW first conv,
+        # channels_last after it.
         conv = first_conv(model) if any(isinstance(m, nn.Conv2d) for m in model.modules()) else None
         if conv is not None:
             conv.weight.data = conv.weight.data.contiguous()
@@ -244,12 +245,33 @@ def fit_to_data(model: nn.Module, images: torch.Tensor, cfg: TrainConfig) -> Non
         fit(normalize(images[:FIT_SAMPLE], cfg.data.normalize))
 
 
-def weight_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
-    """An exponential moving average of the weights and BatchNorm statistics, updated every step; None if off."""
-    if decay == 0:
-        return None
-    ema = torch.optim.swa_utils.get_ema_multi_avg_fn(decay)
-    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema, use_buffers=True)
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics, updated every step."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model)
+        self.decay, self.steps = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Blend the model's current state in; integer buffers (batch counts) are copied."""
+        self.steps += 1
+        # ramped as (n)/(n+9) up to `decay`: early averages would otherwise be mostly the random init
+        keep = min(self.decay, self.steps / (self.steps + 9))
+        for mine, current in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if mine.is_floating_point():
+                mine.lerp_(current, 1 - keep)
+            else:
+                mine.copy_(current)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The averaged weights and the step count, for checkpoints."""
+        return {"module": self.module.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict returned."""
+        self.module.load_state_dict(state["module"])
+        self.steps = state["steps"]
 
 
 def epoch_batches(
@@ -307,7 +329,7 @@ def train(
     per_batch_schedule = cfg.scheduler.name == "onecycle"
     criterion = loss_fn(cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(precision))
-    ema = weight_average(model, cfg.ema_decay)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     evaluated = ema.module if ema is not None else model  # what validation, test and the result see
     # compiled wrappers share their module's weights; state dicts and hooks use the modules
     net = torch.compile(model) if cfg.compile else model
@@ -349,7 +371,7 @@ def train(
             if per_batch_schedule:
                 scheduler.step()
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update(model)
             # Accumulate on the device: a .item() per step would sync a GPU every batch.
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()

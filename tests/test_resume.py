@@ -116,3 +116,23 @@ def test_serial_worker_keeps_order_and_reports_errors():
     worker.submit(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         worker.close()
+
+
+def test_sigterm_closes_the_cell_killed_and_the_next_run_resumes_it(write_spec, data_dir, tmp_path):
+    base = {**TINY_SPEC["base"], "data": {**TINY_SPEC["base"]["data"], "train_size": 160}, "epochs": 4}
+    spec = write_spec({**TINY_SPEC, "name": "stopped", "rows": TINY_SPEC["rows"][:1], "base": base})
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    first = sweeper_run(spec, uri, tmp_path, "first.log")
+    try:
+        victim, _ = wait_for_epochs(client, "stopped", "ReLU", at_least=1, proc=first)
+        first.send_signal(signal.SIGTERM)  # what `kill`, a batch scheduler or `docker stop` send
+        assert first.wait(timeout=60) == 130, (tmp_path / "first.log").read_text()
+    finally:
+        first.kill()
+    assert client.get_run(victim.info.run_id).info.status == "KILLED", "SIGTERM closes the run, it is not left RUNNING"
+    second = sweeper_run(spec, uri, tmp_path, "second.log")
+    assert second.wait(timeout=240) == 0, (tmp_path / "second.log").read_text()
+    (run,) = client.search_runs([victim.info.experiment_id], "tags.`sweeper.role` = 'cell'")
+    assert run.info.run_id == victim.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["sweeper.resumes"] == "1"

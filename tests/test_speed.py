@@ -82,18 +82,25 @@ def test_fp16_trains_with_a_live_grad_scaler(small):
     assert scales[0].get("scale", 0) > 0, "the scaler was enabled and kept a loss scale"
 
 
-def test_ema_is_the_decayed_average_of_weights_and_statistics():
+def test_ema_ramps_its_decay_then_averages_weights_and_statistics():
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    ema = T.weight_average(model, 0.9)
-    first = copy.deepcopy(model.state_dict())
-    ema.update_parameters(model)  # the first update copies
-    with torch.no_grad():
-        model[0].weight.add_(1.0)
-        model[1].running_mean.fill_(2.0)
-    ema.update_parameters(model)
-    assert torch.allclose(ema.module[0].weight, 0.9 * first["0.weight"] + 0.1 * model[0].weight)
-    assert torch.allclose(ema.module[1].running_mean, 0.9 * first["1.running_mean"] + 0.1 * 2.0)
-    assert T.weight_average(model, 0.0) is None
+    ema = T.WeightAverage(model, 0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for step in range(1, 101):
+        with torch.no_grad():
+            model[0].weight.add_(0.1)
+            model[1].running_mean.fill_(float(step))
+            model[1].num_batches_tracked.fill_(step)
+        ema.update(model)
+        keep = min(0.9, step / (step + 9))  # 0.1 at the first step: the random init barely counts
+        expected = {k: keep * expected[k] + (1 - keep) * v if v.is_floating_point() else v.clone()
+                    for k, v in model.state_dict().items()}
+    for key, value in ema.module.state_dict().items():
+        assert torch.allclose(value, expected[key]), key
+    assert ema.module[1].num_batches_tracked.item() == 100
+    restored = T.WeightAverage(model, 0.9)
+    restored.load_state_dict(copy.deepcopy(ema.state_dict()))
+    assert restored.steps == 100 and torch.equal(restored.module[0].weight, ema.module[0].weight)
 
 
 class Lopsided(torch.nn.Module):

@@ -135,6 +135,19 @@ def test_mlflow_decides_what_is_finished_even_with_a_fresh_storage(write_spec, s
     assert study.trials == [], "nothing was even enqueued: the cell is finished in MLflow"
 
 
+def test_a_cell_whose_run_was_deleted_is_trained_again(write_spec, store_uri, synthetic_data):
+    path = write_spec(rows=[{"label": "ReLU", "activation": "relu", "epochs": 1}])
+    quiet = Console(quiet=True)
+    sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet)
+    (first,) = cell_runs(store_uri)
+    MlflowClient(store_uri).delete_run(first.info.run_id)  # e.g. deleted in the MLflow UI
+    assert sweep.status(path, tracking_uri=store_uri).count("left") == 1, "the study's COMPLETE trial is not the record"
+    report = sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet)
+    (again,) = cell_runs(store_uri)
+    assert report.finished == ["ReLU seed=0"] and again.info.run_id != first.info.run_id
+    assert again.info.status == "FINISHED"
+
+
 def test_bad_storage_url_is_a_user_error(write_spec, store_uri):
     path = write_spec()
     result = CliRunner().invoke(app, ["run", str(path), "--tracking-uri", store_uri, "--storage", "postgresql://u:secret@127.0.0.1:9/db"])

@@ -185,3 +185,12 @@ def test_server_command_refuses_remote_binds_and_busy_ports(tmp_path, monkeypatc
         result = CliRunner().invoke(app, ["server", "--port", str(busy.getsockname()[1])])
     assert result.exit_code == 2 and "--port" in result.output
     assert not (tmp_path / "mlruns").exists(), "nothing written for a refused start"
+
+
+def test_figure_files_keep_dotted_names(tmp_path):
+    import plotly.graph_objects as go
+
+    from sweeper.plots import save_figure
+
+    files = save_figure(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), tmp_path / "lr_1e-3.5", png=False)
+    assert files == [tmp_path / "lr_1e-3.5.html"] and "plotly" in files[0].read_text()

@@ -24,6 +24,7 @@ PATCH = 2
 WHITEN_EPS = 5e-4  # keeps the near-empty directions of the patch covariance from being blown up
 BN_MOMENTUM = 0.4  # running statistics that keep up with a run of a few epochs
 LOGIT_SCALE = 1 / 9  # small initial logits: the softmax starts soft instead of saturating on noise
+BIAS_LR_SCALE = 64.0  # BatchNorm biases (the units' thresholds) learn this much faster than weights
 
 
 class PatchWhitening(nn.Module):
@@ -64,9 +65,16 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
     return conv
 
 
+def _scale_bias_grad(grad: Tensor) -> Tensor:
+    return grad * BIAS_LR_SCALE
+
+
 def _bn(channels: int) -> nn.BatchNorm2d:
     bn = nn.BatchNorm2d(channels, momentum=BN_MOMENTUM)
     bn.weight.requires_grad_(False)  # a learned scale adds nothing the next layer cannot learn
+    # A larger learning rate for the biases alone, without a parameter group in the optimizer
+    # config: SGD's step on a scaled gradient is the step of a scaled learning rate.
+    bn.bias.register_hook(_scale_bias_grad)
     return bn
 
 
