@@ -1,39 +1,32 @@
-"""CIFAR-10 sources -> one cached uint8 array file -> seeded stratified splits (+ a synthetic set for tests)."""
+"""CIFAR-10 sources -> one cached uint8 array file -> seeded stratified splits (+ a synthetic set for tests).
+
+The readers of each source layout are in sweeper.data_sources; this module caches what they return.
+"""
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from sweeper.errors import DatasetMissing, UserError
+from sweeper.settings import get_settings
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from sweeper.spec import Cell
 
 CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
 CACHE_NAME = "cifar10.npz"
 _CACHE_VERSION = 1
-_BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
-_LAYOUTS = (
-    "a cifar-10-batches-py folder (or its parent, or cifar-10-python.tar.gz), "
-    "an ImageFolder tree train/<class>/*.jpg|png + test/<class>/..., or a .tar.gz of that tree"
-)
-
-# One image of an ImageFolder source before decoding: (split, label, display name, bytes or file path).
-_Entry = tuple[str, int, str, "bytes | Path"]
 
 
 @dataclass
@@ -57,147 +50,8 @@ class CifarData:
     source: str = "unknown"
 
 
-# --- reading sources ------------------------------------------------------------------------
-
-
 def _split(images: np.ndarray, labels: np.ndarray) -> Split:
     return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64)))
-
-
-def _from_batches(blobs: dict[str, bytes], where: str) -> tuple[Split, Split]:
-    """Unpickle torchvision's data_batch_1..5 + test_batch (latin1, as torchvision does)."""
-    missing = [name for name in _BATCHES if name not in blobs]
-    if missing:
-        raise UserError(f"{where}: the CIFAR-10 batches {', '.join(missing)} are missing; expected {_LAYOUTS}.")
-    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "test": []}
-    for name in _BATCHES:
-        try:
-            entry = pickle.loads(blobs[name], encoding="latin1")
-            data = np.asarray(entry["data"], dtype=np.uint8)
-            labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
-        except Exception as e:  # a corrupt pickle can raise almost anything
-            raise UserError(f"{where}/{name}: not a CIFAR-10 batch ({type(e).__name__}: {e}).") from e
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
-            raise UserError(f"{where}/{name}: expected 'data' of shape [N, 3072], got {data.shape}.")
-        parts["test" if name == "test_batch" else "train"].append((data.reshape(-1, 3, 32, 32), labels))
-    train, test = ((np.concatenate([d for d, _ in v]), np.concatenate([l for _, l in v])) for v in parts.values())
-    return _split(*train), _split(*test)
-
-
-def _image_entry(parts: tuple[str, ...], where: str) -> tuple[str, int] | None:
-    """(split, label) for <top>/?{train,test}/<class>/<image>, None for files outside that layout."""
-    if len(parts) not in (3, 4) or parts[-3] not in ("train", "test"):
-        return None
-    if parts[-1].startswith(".") or PurePosixPath(parts[-1]).suffix.lower() not in _IMAGE_SUFFIXES:
-        return None
-    if parts[-2] not in CLASSES:
-        raise UserError(
-            f"{where}: class folder '{parts[-2]}' is not a CIFAR-10 class; expected one of {', '.join(CLASSES)}."
-        )
-    return parts[-3], CLASSES.index(parts[-2])
-
-
-def _keep(counts: dict[tuple[str, int], int], key: tuple[str, int], max_per_class: int | None) -> bool:
-    """Count one more image of (split, label) unless that class already has max_per_class."""
-    if max_per_class is not None and counts.get(key, 0) >= max_per_class:
-        return False
-    counts[key] = counts.get(key, 0) + 1
-    return True
-
-
-def _scan_tar(path: Path, max_per_class: int | None, bar: Progress) -> tuple[dict[str, bytes], list[_Entry]]:
-    """One streaming pass over an archive, keeping batch pickles and ImageFolder images (no extraction)."""
-    blobs: dict[str, bytes] = {}
-    entries: list[_Entry] = []
-    counts: dict[tuple[str, int], int] = {}
-    task = bar.add_task(f"Reading {path.name}", total=path.stat().st_size)
-    with open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
-        for member in tar:
-            bar.update(task, completed=raw.tell())
-            parts = PurePosixPath(member.name).parts
-            if not member.isfile():
-                continue
-            if len(parts) >= 2 and parts[-2] == "cifar-10-batches-py" and parts[-1] in _BATCHES:
-                blobs[parts[-1]] = tar.extractfile(member).read()
-            elif (key := _image_entry(parts, f"{path}:{member.name}")) and _keep(counts, key, max_per_class):
-                entries.append((*key, member.name, tar.extractfile(member).read()))
-    bar.update(task, completed=path.stat().st_size)
-    return blobs, entries
-
-
-def _scan_folder(path: Path, max_per_class: int | None) -> list[_Entry]:
-    """Image files at <path>/[<top>/]{train,test}/<class>/, the first max_per_class per class by name."""
-    entries: list[_Entry] = []
-    counts: dict[tuple[str, int], int] = {}
-    # two fixed depths, not rglob: a wrong PATH such as a home folder must fail fast, not crawl
-    for file in sorted([*path.glob("*/*/*"), *path.glob("*/*/*/*")]):
-        parts = file.relative_to(path).parts
-        if (key := _image_entry(parts, str(file.parent))) and file.is_file() and _keep(counts, key, max_per_class):
-            entries.append((*key, "/".join(parts), file))
-    return entries
-
-
-def _decode(entries: list[_Entry], where: str, bar: Progress) -> tuple[Split, Split]:
-    """Decode images with Pillow into uint8 NCHW, ordered by (split, label, name) whatever the source order."""
-    for split in ("train", "test"):
-        found = {label for s, label, _, _ in entries if s == split}
-        if missing := [CLASSES[i] for i in range(len(CLASSES)) if i not in found]:
-            raise UserError(f"{where}: no {split} images for {', '.join(missing)}; expected {_LAYOUTS}.")
-    from PIL import Image
-
-    entries = sorted(entries, key=lambda e: e[:3])
-    pixels = np.empty((len(entries), 32 * 32 * 3), dtype=np.uint8)
-    task = bar.add_task(f"Decoding {len(entries):,} images", total=len(entries))
-    for i, (_, _, name, payload) in enumerate(entries):
-        if i % 1000 == 0:  # a rich update per image would cost as much as the decode itself
-            bar.update(task, completed=i)
-        try:
-            with Image.open(io.BytesIO(payload) if isinstance(payload, bytes) else payload) as image:
-                if image.size != (32, 32):
-                    raise UserError(f"{where}: {name} is {image.size[0]}x{image.size[1]}; CIFAR-10 images are 32x32.")
-                pixels[i] = np.frombuffer(image.convert("RGB").tobytes(), dtype=np.uint8)
-        except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
-            raise UserError(f"{where}: cannot decode {name} ({e}).") from e
-    bar.update(task, completed=len(entries))
-    images = pixels.reshape(-1, 32, 32, 3).transpose(0, 3, 1, 2)
-    labels = np.array([e[1] for e in entries], dtype=np.int64)
-    is_train = np.array([e[0] == "train" for e in entries])
-    return _split(images[is_train], labels[is_train]), _split(images[~is_train], labels[~is_train])
-
-
-def read_source(
-    source: Path | str, *, max_per_class: int | None = None, progress: bool = True
-) -> tuple[Split, Split, str]:
-    """Read any supported CIFAR-10 source into (train, test, description); max_per_class caps ImageFolder reads."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise UserError(f"{path} does not exist; expected {_LAYOUTS}.")
-    if path.is_dir():
-        for batches in (path, path / "cifar-10-batches-py"):
-            if (batches / "data_batch_1").is_file():
-                blobs = {n: (batches / n).read_bytes() for n in _BATCHES if (batches / n).is_file()}
-                return (*_from_batches(blobs, str(batches)), f"CIFAR-10 batches from {batches}")
-        if (path / "cifar-10-python.tar.gz").is_file():
-            path = path / "cifar-10-python.tar.gz"
-    elif not tarfile.is_tarfile(path):
-        raise UserError(f"{path} is neither a folder nor a tar archive; expected {_LAYOUTS}.")
-    # stderr, so that a CLI command's stdout stays clean for its result
-    with Progress(console=Console(stderr=True), disable=not progress) as bar:
-        if path.is_dir():
-            entries = _scan_folder(path, max_per_class)
-        else:
-            blobs, entries = _scan_tar(path, max_per_class, bar)
-            if blobs and not entries:
-                return (*_from_batches(blobs, str(path)), f"CIFAR-10 batches from {path}")
-        if not entries:
-            raise UserError(f"{path} holds no CIFAR-10 layout; expected {_LAYOUTS}.")
-        train, test = _decode(entries, str(path), bar)
-    # the README asks results from re-encoded JPEGs to say so
-    kind = "CIFAR-10 (JPEG)" if any(e[2].lower().endswith((".jpg", ".jpeg")) for e in entries) else "CIFAR-10"
-    return train, test, f"{kind} from {path}"
 
 
 # --- the cache ------------------------------------------------------------------------------
@@ -243,6 +97,8 @@ def prepare(
     cache = data_dir / CACHE_NAME
     if cache.is_file() and not force:
         return cache
+    from sweeper.data_sources import read_source  # data_sources builds on this module's Split
+
     if source is not None:
         train, test, description = read_source(source, progress=progress)
     elif download:
@@ -280,6 +136,27 @@ def load_cached(data_dir: Path | str) -> tuple[Split, Split]:
 def cached_source(data_dir: Path | str) -> str:
     """Where the cache came from, e.g. 'CIFAR-10 (JPEG) from ...', for run metadata."""
     return str(_read_cache(data_dir, "source")[0])
+
+
+class DataCache:
+    """The full train/test tensors, loaded once, and the splits each distinct data config asks for."""
+
+    def __init__(self, base: tuple[Split, Split] | None = None):
+        self._base = base
+        self._splits: dict[tuple, CifarData] = {}
+
+    def for_cell(self, cell: Cell) -> CifarData:
+        """Train/val/test of a cell; the split is fixed (seed 0) so seeds vary only the training."""
+        d = cell.config.data
+        key = (d.val_size, d.train_size, d.test_size)
+        if key not in self._splits:
+            if self._base is None:
+                self._base = load_cached(get_settings().data_dir)
+            train, test = self._base
+            self._splits[key] = make_splits(
+                train, test, val_size=d.val_size, train_size=d.train_size, test_size=d.test_size, seed=0
+            )
+        return self._splits[key]
 
 
 # --- splits ---------------------------------------------------------------------------------

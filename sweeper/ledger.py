@@ -1,6 +1,6 @@
 """A sweep's bookkeeping as plain data: each cell's state, what to enqueue, what a run did.
 
-Works on the trials sweep.py reads from the study (their state name, number, params and user
+Works on the trials sweeper.sweep reads from the study (their state name, number, params and user
 attributes) and on the set of cells MLflow has FINISHED, which always wins. No optuna import.
 """
 

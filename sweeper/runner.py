@@ -23,9 +23,10 @@ from torch import nn
 from sweeper import cellrun, checkpoints, plots, tracking
 from sweeper.augment import NORMALIZE
 from sweeper.data import CifarData
+from sweeper.device import pick_precision
 from sweeper.errors import Pruned
 from sweeper.spec import Cell, Spec
-from sweeper.train import OnStep, TrainResult, build_model, pick_precision, train
+from sweeper.train import OnStep, TrainResult, build_model, train
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The `search:` section of a spec: sampler, typed ranges on dotted keys, budget, pruner, objective.
 
-Pure schema (no torch, no optuna), so `sweeper validate` stays instant; sweep.py turns it into an
+Pure schema (no torch, no optuna), so `sweeper validate` stays instant; sweeper.sweep turns it into an
 Optuna study. Parameter names are the dotted config keys, end to end.
 """
 

@@ -7,6 +7,9 @@ Speed comes from the data path and the settings, not from a different loop: uint
 the device, weak/none augmentation is a few batched tensor ops there, per-image presets are made
 ahead by worker processes, and channels_last, autocast (bf16, or fp16 with a gradient scaler),
 large-batch inference-mode evaluation and optional torch.compile are config fields.
+
+The device and precision rules live in sweeper.device; the optimizer, schedule, loss and weight
+average a config names are built by sweeper.recipe.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +28,10 @@ from torch import nn
 from sweeper.augment import PER_IMAGE, augment_batch, default_workers, normalize, planned_batches
 from sweeper.config import TrainConfig
 from sweeper.data import CifarData, Split
-from sweeper.errors import UserError
-from sweeper.models import count_params, create_model, first_conv
+from sweeper.device import autocast, input_format, needs_grad_scaler, pick_device, pick_precision, to_device
+from sweeper.device import choose_precision  # noqa: F401  (tests and benchmarks import it from here)
+from sweeper.models import count_params, create_model
+from sweeper.recipe import WeightAverage, build_optimizer, build_scheduler, loss_fn
 
 OnEpoch = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
 FIT_SAMPLE = 5000  # training images a model's data-dependent init (`fit_data`) sees
@@ -61,153 +65,13 @@ class TrainResult:
     best_state: dict[str, torch.Tensor] = field(repr=False)
 
 
-# --- hardware -------------------------------------------------------------------------------
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' means cuda, then mps, then cpu; anything else is passed to torch.device."""
-    if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError as exc:
-            raise UserError(f"device '{name}' is not a device torch knows ({exc}); use auto, cpu, cuda or cuda:N.") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"device '{name}' was asked for, but torch sees no CUDA GPU here; use --device cpu or auto.")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is slower."""
-    probe = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
-    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(native()) if native is not None else probe in ("AVX512", "AMX")
-
-
-def choose_precision(requested: str, device_type: str, *, cuda_bf16: bool = False, cpu_bf16: bool = False) -> str:
-    """The rule behind pick_precision, from plain facts: 'auto' -> bf16 if native, fp16 on GPUs without it, else fp32."""
-    if requested != "auto":
-        return requested
-    if device_type == "cuda":
-        return "bf16" if cuda_bf16 else "fp16"
-    return "bf16" if device_type == "cpu" and cpu_bf16 else "fp32"
-
-
-def pick_precision(requested: str, device: torch.device) -> str:
-    """Resolve 'auto' to bf16 where the hardware does it natively, fp16 on older GPUs, else fp32."""
-    if requested != "auto":
-        return requested
-    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    cpu_bf16 = device.type == "cpu" and cpu_has_bf16()
-    return choose_precision(requested, device.type, cuda_bf16=cuda_bf16, cpu_bf16=cpu_bf16)
-
-
-def needs_grad_scaler(precision: str) -> bool:
-    """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and does not."""
-    return precision == "fp16"
-
-
-def autocast(device: torch.device, precision: str):
-    """The autocast context for a precision ('fp32' gives none)."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def input_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
-    """The memory format images enter the model in (see `to_device`)."""
-    return torch.channels_last if cfg.channels_last and device.type != "cpu" else torch.contiguous_format
-
-
-def to_device(model: nn.Module, cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """Move a model to the device, channels_last if the config says so (the first conv excepted on CPUs)."""
-    model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    if cfg.channels_last and device.type == "cpu":
-        # oneDNN's bf16 weight gradient for a 3-channel channels_last conv ran many times slower
-        # than NCHW (and erratically) on our AVX-512 CPU: NCHW images into an NCHW first conv,
-        # channels_last after it.
-        conv = first_conv(model) if any(isinstance(m, nn.Conv2d) for m in model.modules()) else None
-        if conv is not None:
-            conv.weight.data = conv.weight.data.contiguous()
-    return model
-
-
-# --- the pieces of a recipe -----------------------------------------------------------------
+# --- the model, evaluation, seeding and batches ---------------------------------------------
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
     """The network of a config, through the model registry."""
     kwargs = cfg.model.model_dump(exclude={"name"})
     return create_model(cfg.model.name, activation=cfg.activation, num_classes=10, **kwargs)
-
-
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam, AdamW or RMSprop with weight decay."""
-    o = cfg.optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
-    # One fused kernel per step instead of several small ops per tensor: on a busy CPU each small
-    # op waits for its threads, and the per-tensor loop cost the ResNet a tenth of its step time.
-    fused = {"fused": True} if o.name != "rmsprop" else {}
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, **fused)
-    factory = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}[o.name]
-    return factory(params, lr=o.lr, weight_decay=o.weight_decay, **fused)
-
-
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1) -> Any:
-    """A scheduler (stepped per epoch; per batch for 'onecycle'), or None for a constant learning rate."""
-    s, epochs = cfg.scheduler, cfg.epochs
-    if s.name == "onecycle":
-        total = max(1, epochs * steps_per_epoch)
-        warm = s.warmup_fraction * total
-
-        def ramp(step: int) -> float:
-            if step < warm:
-                return s.start_factor + (1 - s.start_factor) * step / warm
-            return 1 + (s.end_factor - 1) * min(1.0, (step - warm) / max(1.0, total - warm))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, ramp)
-    if s.name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.step_size, gamma=s.gamma)
-    if s.name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=s.factor, patience=s.patience)
-    if s.name == "cosine":
-        floor = s.eta_min / cfg.optimizer.lr
-
-        def factor(epoch: int) -> float:
-            if epoch < s.warmup_epochs:
-                return (epoch + 1) / s.warmup_epochs
-            span = max(1, epochs - s.warmup_epochs)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (epoch - s.warmup_epochs) / span))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    return None
-
-
-def loss_fn(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]:
-    """Cross-entropy (label smoothing) or focal loss, plus an optional L1/L2 weight penalty."""
-    spec = cfg.loss
-
-    def data_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if spec.name == "focal":
-            logp = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
-            return (-(1 - logp.exp()).pow(spec.gamma) * logp).mean()
-        return F.cross_entropy(logits.float(), target, label_smoothing=spec.label_smoothing)
-
-    def total(logits: torch.Tensor, target: torch.Tensor, model: nn.Module) -> torch.Tensor:
-        loss = data_loss(logits, target)
-        if spec.penalty != "none":
-            weights = [p for p in model.parameters() if p.ndim > 1]
-            norm = sum(p.abs().sum() if spec.penalty == "l1" else p.pow(2).sum() for p in weights)
-            loss = loss + spec.penalty_weight * norm
-        return loss
-
-    return total
 
 
 @torch.inference_mode()
@@ -243,35 +107,6 @@ def fit_to_data(model: nn.Module, images: torch.Tensor, cfg: TrainConfig) -> Non
     fit = getattr(model, "fit_data", None)
     if fit is not None:
         fit(normalize(images[:FIT_SAMPLE], cfg.data.normalize))
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights and BatchNorm statistics, updated every step."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.module = copy.deepcopy(model)
-        self.decay, self.steps = decay, 0
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Blend the model's current state in; integer buffers (batch counts) are copied."""
-        self.steps += 1
-        # ramped as (n)/(n+9) up to `decay`: early averages would otherwise be mostly the random init
-        keep = min(self.decay, self.steps / (self.steps + 9))
-        for mine, current in zip(self.module.state_dict().values(), model.state_dict().values()):
-            if mine.is_floating_point():
-                mine.lerp_(current, 1 - keep)
-            else:
-                mine.copy_(current)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The averaged weights and the step count, for checkpoints."""
-        return {"module": self.module.state_dict(), "steps": self.steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what state_dict returned."""
-        self.module.load_state_dict(state["module"])
-        self.steps = state["steps"]
 
 
 def epoch_batches(

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from sweeper import data
-from sweeper.data import CLASSES, Split, load_cached, make_splits, prepare, read_source, synthetic
+from sweeper.data import CLASSES, Split, load_cached, make_splits, prepare, synthetic
+from sweeper.data_sources import read_source
 from sweeper.errors import DatasetMissing, UserError
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"

@@ -134,9 +134,9 @@ def test_resume_from_a_checkpoint_continues_the_same_run(data):
 def test_precision_choice_falls_back_cleanly(monkeypatch):
     cpu = torch.device("cpu")
     assert T.pick_precision("fp32", cpu) == "fp32"
-    monkeypatch.setattr(T, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("sweeper.device.cpu_has_bf16", lambda: False)
     assert T.pick_precision("auto", cpu) == "fp32", "no native bf16: stay in fp32"
-    monkeypatch.setattr(T, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("sweeper.device.cpu_has_bf16", lambda: True)
     assert T.pick_precision("auto", cpu) == "bf16"
 
 

@@ -80,7 +80,7 @@ def landscape_study(name: str, row: str, checkpoints: list[str], *, grid: int = 
     from sweeper.analysis.figures import landscape_figure
     from sweeper.analysis.landscape import loss_surface, random_direction, surface_cost
     from sweeper.augment import normalize
-    from sweeper.train import pick_device
+    from sweeper.device import pick_device
 
     if grid < 2 or subset < 1 or span <= 0 or batch < 1:
         raise UserError(f"landscape needs grid >= 2, subset >= 1, span > 0 and batch >= 1 (got {grid}, {subset}, {span}, {batch}).")
