@@ -2,21 +2,23 @@
 
 Fills a fresh sqlite store with N finished child runs (100 rows x N/100 seeds) carrying the tags,
 params and metrics a real cell logs, written through MlflowClient (create_run, one log_batch,
-set_terminated per run), then times, best of 3, in wall and CPU seconds (CPU is the figure to
-compare on a shared machine):
-  - cli:    `sweeper table bench` as a user runs it (process start, imports, build, render),
-            and how much of it is importing MLflow and opening the store, whatever the store holds;
-  - build:  tables.build + render in process, and its search_runs query alone, with the garbage
-            collector paused (as build does) and running (side by side, in the same run).
+set_terminated per run), then times both ways of reading it side by side, rounds interleaved,
+best of 3, in wall and CPU seconds (CPU is the figure to compare on a shared machine):
+  - fast:   runs_db, MLflow's tables read with SQLAlchemy Core, no `import mlflow` (the default
+            for sqlite:// and postgresql:// stores);
+  - mlflow: MlflowClient.search_runs, as every other store is read (SWEEPER_TABLE_READER=mlflow);
+for: `sweeper table bench` as a user runs it (process start to printed table), the same process
+with imports and store opening only, tables.build + render in process, and the run query alone.
 
     .venv/bin/python benchmarks/table_speed.py                 # 1,000 runs
-    .venv/bin/python benchmarks/table_speed.py --runs 1000 10000
+    .venv/bin/python benchmarks/table_speed.py --runs 1000 10000 --dir /tmp/table-bench
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from sweeper import table_runs, tables, tracking
+from sweeper import runs_db, table_runs, tables, tracking
 from sweeper.config import flatten
 from sweeper.spec import expand, load_spec
 
@@ -74,62 +76,87 @@ def fill(uri: str, spec_path: Path) -> float:
     return time.perf_counter() - tick
 
 
-def timed(fn, repeat: int = 3) -> list[tuple[float, float]]:
-    """(wall, CPU) seconds of each of `repeat` calls; CPU counts this process and its children.
+READERS = ("fast", "mlflow")
 
-    CPU time is the figure to compare on a shared machine: wall time grows with everyone's load.
-    """
-    out = []
+
+def cpu_wall(fn) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call; CPU counts this process and its children."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tick, cpu = time.perf_counter(), time.process_time()
+    fn()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = after.ru_utime + after.ru_stime - kids.ru_utime - kids.ru_stime
+    return time.perf_counter() - tick, time.process_time() - cpu + child
+
+
+def best_of(fns: dict[str, object], repeat: int = 3) -> dict[str, tuple[float, float]]:
+    """Best (wall, CPU) of each fn over `repeat` rounds, the fns interleaved within a round."""
+    seen: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeat):
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        tick, cpu = time.perf_counter(), time.process_time()
-        fn()
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        child = after.ru_utime + after.ru_stime - kids.ru_utime - kids.ru_stime
-        out.append((time.perf_counter() - tick, time.process_time() - cpu + child))
-    return out
+        for key, fn in fns.items():
+            seen[key].append(cpu_wall(fn))
+    return {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in seen.items()}
 
 
-def measure(n: int, folder: Path) -> dict[str, float]:
-    """Fill a store with n runs and time the table on it."""
+def reader(name: str) -> None:
+    """Select the reader in this process and the commands it starts."""
+    os.environ[runs_db.ENV] = "mlflow" if name == "mlflow" else "fast"
+
+
+def measure(n: int, folder: Path) -> tuple[float, dict[str, tuple[float, float]]]:
+    """Fill a store with n runs (unless --dir kept one; seconds it took) and time every step with both readers."""
     uri = f"sqlite:///{folder / f'store{n}' / 'mlflow.db'}"
     spec_path = folder / f"bench{n}.yaml"
     spec_path.write_text(yaml.safe_dump(make_spec(100, n // 100), sort_keys=False))
-    reuse = (folder / f"store{n}" / "mlflow.db").is_file()  # --dir keeps filled stores between runs
+    reuse = (folder / f"store{n}" / "mlflow.db").is_file()
     fill_s = math.nan if reuse else fill(uri, spec_path)
-    store = tracking.open_store(uri)
-    exp = tracking.experiment_id(store, "bench", create=False)
-    build = timed(lambda: tables.render(tables.build("bench", tracking_uri=uri)))
-    search = timed(lambda: table_runs.cell_runs(store, exp, None))
-    where = "tags.`sweeper.role` = 'cell' and tags.`sweeper.profile` = 'default'"
-    search_gc = timed(lambda: tracking.search(store, exp, where))  # the same query, the collector running
     exe = Path(sys.executable).with_name("sweeper")
-    cli = timed(lambda: subprocess.run([str(exe), "table", "bench", "--tracking-uri", uri],
-                                       check=True, capture_output=True), repeat=3)
-    opening = f"import sweeper.cli; from sweeper import tables, tracking; tracking.open_store('{uri}')"
-    startup = timed(lambda: subprocess.run([sys.executable, "-c", opening], check=True, capture_output=True), repeat=2)
-    runs = {"build": build, "search": search, "search_gc": search_gc, "cli": cli, "startup": startup}
-    best = {k: min(v) for k, v in runs.items()}
-    return {"runs": n, "fill_s": fill_s, **{f"{k}_{w}": best[k][i] for k in best for i, w in enumerate(("wall", "cpu"))}}
+    opening = ("import sweeper.cli; from sweeper import table_runs, tables; "
+               f"table_runs.read_runs('{uri}', lambda runs: runs.experiment_id('bench'))")
+    texts = {}
+
+    def cli(name: str):
+        def run() -> None:
+            reader(name)
+            texts[name] = subprocess.run([str(exe), "table", "bench", "--tracking-uri", uri],
+                                         check=True, capture_output=True, text=True).stdout
+        return run
+
+    def step(name: str, fn):
+        return lambda: (reader(name), fn())
+
+    def query(runs: table_runs.Runs) -> list:
+        return table_runs.cell_runs(runs, runs.experiment_id("bench"), None)
+
+    fns = {}
+    for name in READERS:
+        fns[f"cli_{name}"] = cli(name)
+        fns[f"startup_{name}"] = step(name, lambda: subprocess.run([sys.executable, "-c", opening], check=True))
+        fns[f"build_{name}"] = step(name, lambda: tables.render(tables.build("bench", tracking_uri=uri)))
+        fns[f"search_{name}"] = step(name, lambda: table_runs.read_runs(uri, query))
+    best = best_of(fns)
+    if texts["fast"] != texts["mlflow"]:
+        raise SystemExit("the two readers printed different tables")
+    return fill_s, best
 
 
 def main() -> None:
-    """Run the benchmark for each requested store size and print one line per size."""
+    """Run the benchmark for each requested store size and print one block per size."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, nargs="+", default=[1000], help="store sizes (multiples of 100)")
     parser.add_argument("--dir", type=Path, help="keep the filled stores here and reuse them next time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.runs:
-            r = measure(n, args.dir or Path(tmp))
-            print(f"{r['runs']:>6} runs (filled in {r['fill_s']:.0f} s, {r['runs'] / r['fill_s']:.0f} runs/s), "
-                  "best of 3, wall / CPU seconds:", flush=True)
-            for key, what in (("cli", "`sweeper table bench` (process start, imports, build, render)"),
-                              ("startup", "  of which imports and opening the store (mlflow, sqlalchemy)"),
+            fill_s, r = measure(n, args.dir or Path(tmp))
+            print(f"{n:>6} runs (filled in {fill_s:.0f} s, {n / fill_s:.0f} runs/s), best of 3, wall / CPU seconds:", flush=True)
+            print(f"    {'':<62} {'fast (runs_db)':<16}   mlflow (SWEEPER_TABLE_READER=mlflow)", flush=True)
+            for key, what in (("cli", "`sweeper table bench` (process start to printed table)"),
+                              ("startup", "  of which process start, imports, opening the store"),
                               ("build", "tables.build + render in process"),
-                              ("search", "  of which the search_runs query (table_runs.cell_runs)"),
-                              ("search_gc", "  the same query without pausing the garbage collector")):
-                print(f"    {what:<66} {r[key + '_wall']:6.2f} / {r[key + '_cpu']:5.2f}", flush=True)
+                              ("search", "  of which reading the cell runs (table_runs.cell_runs)")):
+                cells = "   ".join(f"{r[f'{key}_{name}'][0]:6.2f} / {r[f'{key}_{name}'][1]:5.2f}" for name in READERS)
+                print(f"    {what:<62} {cells}", flush=True)
 
 
 if __name__ == "__main__":

@@ -187,6 +187,8 @@ def cell_run(store: tracking.Store, exp_id: str, parent_id: str, cell: Cell, spe
     try:
         yield log
         log.close()
+    except GeneratorExit:  # abandoned unclosed (garbage collected): leave the run as a killed process would
+        raise
     except KeyboardInterrupt:
         _stop(log, "KILLED", {TAG + "state": "interrupted"})
         raise

@@ -4,20 +4,93 @@ Only runs of the current spec version count: a cell is found by the hash of its 
 With `all_versions`, a cell that has no finished run of its own may take the newest finished run of
 an older version of the same row (matched by the row label and seed tags). A search's rows are
 the trials that ran, rebuilt from their sampled params.
+
+Runs are read through `Runs`: runs_db's reader of MLflow's database where it can read the store
+(no `import mlflow`: `sweeper table` in well under 2 s), else MlflowClient (`MlflowRuns`).
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sweeper import tracking
+from sweeper import runs_db
 from sweeper.errors import UserError
+from sweeper.runs_db import TAG
 from sweeper.spec import Cell, Spec, load_spec, parse_spec, trial_cell
+
+if TYPE_CHECKING:
+    from sweeper import tracking
+
+T = TypeVar("T")
+
+
+class Runs(Protocol):
+    """The reads a table needs from a store; runs are shaped like MLflow's Run, newest first."""
+
+    uri: str
+
+    def experiment_id(self, name: str) -> str | None: ...
+    def experiment_names(self) -> list[str]: ...
+    def search(self, exp_id: str, role: str, profile: str | None = None) -> list[Any]: ...
+    def text_artifact(self, run: Any, path: str) -> str: ...
+
+
+class MlflowRuns:
+    """The table's reads through MlflowClient: any store (servers, other databases, other schemas)."""
+
+    def __init__(self, store: tracking.Store) -> None:
+        self.store, self.uri = store, store.uri
+
+    def experiment_id(self, name: str) -> str | None:
+        """The experiment's id, None when there is none."""
+        from sweeper import tracking
+
+        return tracking.experiment_id(self.store, name, create=False)
+
+    def experiment_names(self) -> list[str]:
+        """Names of the active experiments."""
+        return [e.name for e in self.store.client.search_experiments()]
+
+    def search(self, exp_id: str, role: str, profile: str | None = None) -> list[Any]:
+        """Runs tagged with this role (and profile), newest first."""
+        from sweeper import tracking
+
+        where = f"tags.`{TAG}role` = '{role}'" + (f" and tags.`{TAG}profile` = '{profile}'" if profile is not None else "")
+        return tracking.search(self.store, exp_id, where)
+
+    def text_artifact(self, run: Any, path: str) -> str:
+        """The text of one artifact of a run."""
+        from sweeper import tracking
+
+        return tracking.read_text_artifact(self.store, run.info.run_id, path)
+
+
+def read_runs(tracking_uri: str | None, read: Callable[[Runs], T]) -> T:
+    """read(runs) on runs_db's reader where it can read the store, else (or when it backs out) MlflowClient."""
+    from sweeper.settings import get_settings
+
+    uri = get_settings().resolved_tracking_uri(tracking_uri)
+    reader = runs_db.open_reader(uri)
+    if reader is not None:
+        try:
+            return read(reader)
+        except runs_db.Unsupported:
+            pass  # reads only: starting over through MlflowClient is safe
+        finally:
+            reader.close()
+    from sweeper import tracking
+
+    return read(MlflowRuns(tracking.open_store(uri)))
+
+
+def _as_runs(source: Runs | tracking.Store) -> Runs:
+    """Callers holding a tracking.Store (analysis) read through MlflowClient."""
+    return MlflowRuns(source) if hasattr(source, "client") else source
 
 
 @dataclass
@@ -30,40 +103,40 @@ class Pick:
     older: bool = False
 
 
-def resolve_spec(name_or_path: str, store: tracking.Store, profile: str | None) -> tuple[Spec, str | None]:
+def resolve_spec(name_or_path: str, store: Runs | tracking.Store, profile: str | None) -> tuple[Spec, str | None]:
     """The spec of a table: a YAML path as given, else the one logged by the named sweep."""
     spec, profile, _ = resolve(name_or_path, store, profile)
     return spec, profile
 
 
-def resolve(name_or_path: str, store: tracking.Store, profile: str | None) -> tuple[Spec, str | None, str | None]:
+def resolve(name_or_path: str, store: Runs | tracking.Store, profile: str | None) -> tuple[Spec, str | None, str | None]:
     """(spec, profile, parent run id or None) from a spec path or a sweep name."""
-    path = Path(name_or_path)
+    runs, path = _as_runs(store), Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         spec = load_spec(path)
-        exp_id = tracking.experiment_id(store, spec.name, create=False)
-        sweeps = tracking.sweep_runs(store, exp_id) if exp_id else []
+        exp_id = runs.experiment_id(spec.name)
+        sweeps = runs.search(exp_id, "sweep") if exp_id else []
         if profile is None:
             tag = sweeps[0].data.tags.get("sweeper.profile") if sweeps else None
             profile = None if tag in (None, "default") else tag
         parent = next((s for s in sweeps if s.data.tags.get("sweeper.profile") == (profile or "default")), None)
         return spec, profile, parent.info.run_id if parent else None
-    exp_id = tracking.experiment_id(store, name_or_path, create=False)
+    exp_id = runs.experiment_id(name_or_path)
     if exp_id is None:
-        known = [e.name for e in store.client.search_experiments() if e.name != "Default"]
+        known = [name for name in runs.experiment_names() if name != "Default"]
         raise UserError(
-            f"no sweep named '{name_or_path}' in {store.uri} (sweeps there: {', '.join(known) or 'none'}). "
+            f"no sweep named '{name_or_path}' in {runs.uri} (sweeps there: {', '.join(known) or 'none'}). "
             f"Run `sweeper run experiments/{name_or_path}.yaml` first, or pass the spec's path."
         )
-    sweeps = tracking.sweep_runs(store, exp_id)
+    sweeps = runs.search(exp_id, "sweep")
     wanted = profile or (sweeps[0].data.tags.get("sweeper.profile") if sweeps else None)
     match = [s for s in sweeps if s.data.tags.get("sweeper.profile") == (wanted or "default")]
     if not match:
         ran = sorted({s.data.tags.get("sweeper.profile", "?") for s in sweeps})
-        raise UserError(f"sweep '{name_or_path}' has never run with profile '{wanted}' in {store.uri} "
+        raise UserError(f"sweep '{name_or_path}' has never run with profile '{wanted}' in {runs.uri} "
                         f"(profiles run: {', '.join(ran) or 'none'}).")
     run_id = match[0].info.run_id
-    text = tracking.read_text_artifact(store, run_id, "spec.yaml")
+    text = runs.text_artifact(match[0], "spec.yaml")
     spec = parse_spec(text, Path(f"{name_or_path} (spec logged in MLflow run {run_id})"))
     return spec, None if wanted == "default" else wanted, run_id
 
@@ -72,7 +145,7 @@ def run_state(run: Any) -> str:
     """A run's state as the table shows it; a KILLED run tagged as pruned was stopped by the pruner."""
     status, tags = run.info.status, run.data.tags
     if status == "KILLED":
-        pruned = tags.get(tracking.TAG + "state") == "pruned" or tracking.TAG + "pruned" in tags
+        pruned = tags.get(TAG + "state") == "pruned" or TAG + "pruned" in tags
         return "pruned" if pruned else "interrupted"
     return {"FINISHED": "finished", "FAILED": "failed"}.get(status, "running")
 
@@ -83,9 +156,9 @@ def pick_runs(cells: list[Cell], runs: list[Any], profile: str | None, all_versi
     by_label: dict[tuple[str, str], list[Any]] = {}
     for run in runs:  # newest first
         tags = run.data.tags
-        by_cell.setdefault(tags.get(tracking.TAG + "cell", ""), []).append(run)
-        if all_versions and tags.get(tracking.TAG + "profile") == (profile or "default") and run.info.status == "FINISHED":
-            by_label.setdefault((tags.get(tracking.TAG + "row", ""), tags.get(tracking.TAG + "seed", "")), []).append(run)
+        by_cell.setdefault(tags.get(TAG + "cell", ""), []).append(run)
+        if all_versions and tags.get(TAG + "profile") == (profile or "default") and run.info.status == "FINISHED":
+            by_label.setdefault((tags.get(TAG + "row", ""), tags.get(TAG + "seed", "")), []).append(run)
     picks = []
     for cell in cells:
         own = by_cell.get(cell.id, [])
@@ -100,19 +173,18 @@ def pick_runs(cells: list[Cell], runs: list[Any], profile: str | None, all_versi
     return picks
 
 
-def cell_runs(store: tracking.Store, exp_id: str | None, profile: str | None) -> list[Any]:
+def cell_runs(runs: Runs, exp_id: str | None, profile: str | None) -> list[Any]:
     """The child runs of one profile, newest first: a store often holds a spec's quick and full runs."""
     if exp_id is None:
         return []
-    where = f"tags.`{tracking.TAG}role` = 'cell' and tags.`{tracking.TAG}profile` = '{profile or 'default'}'"
     with gc_paused():
-        return tracking.search(store, exp_id, where)
+        return runs.search(exp_id, "cell", profile or "default")
 
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC for a bulk read: MLflow builds ~60 ORM objects per run, and the collector's
-    repeated full passes over them took ~70% of a 1,000-run search (benchmarks/table_speed.py)."""
+    """Pause the cyclic GC for a bulk read: MLflow builds ~60 ORM objects per run (runs_db fewer), and the
+    collector's repeated full passes over them took ~70% of a 1,000-run search (benchmarks/table_speed.py)."""
     was = gc.isenabled()
     gc.disable()
     try:
@@ -126,14 +198,14 @@ def trial_cells(spec: Spec, profile: str | None, runs: list[Any]) -> list[Cell]:
     """A search's rows are the trials that ran, in trial order, rebuilt from each run's sampled params."""
     first: dict[str, Any] = {}
     for run in reversed(runs):  # oldest first: a trial's number is fixed when it starts
-        first.setdefault(run.data.tags.get(tracking.TAG + "cell", ""), run)
+        first.setdefault(run.data.tags.get(TAG + "cell", ""), run)
     cells = []
-    for run in sorted(first.values(), key=lambda r: int(r.data.tags.get(tracking.TAG + "trial", 0))):
+    for run in sorted(first.values(), key=lambda r: int(r.data.tags.get(TAG + "trial", 0))):
         missing = [k for k in spec.search.params if k not in run.data.params]
         if missing:
             raise UserError(f"run {run.info.run_id} of search '{spec.name}' has no param {', '.join(missing)}.")
         params = {k: _parsed(p, run.data.params[k]) for k, p in spec.search.params.items()}
-        cells.append(trial_cell(spec, profile, params, int(run.data.tags.get(tracking.TAG + "trial", 0))))
+        cells.append(trial_cell(spec, profile, params, int(run.data.tags.get(TAG + "trial", 0))))
     return cells
 
 

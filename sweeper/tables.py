@@ -12,12 +12,12 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from sweeper import tracking
 from sweeper.config import flatten
 from sweeper.errors import UserError
+from sweeper.runs_db import TAG
 from sweeper.spec import Cell, Column, Metric, Spec, expand
 from sweeper.table_formats import check, fmt_number, fmt_value, key_text, render  # noqa: F401 - the API
-from sweeper.table_runs import Pick, cell_runs, pick_runs, resolve, resolve_spec, trial_cells  # noqa: F401
+from sweeper.table_runs import Pick, Runs, cell_runs, pick_runs, read_runs, resolve, resolve_spec, trial_cells  # noqa: F401
 
 # Severity order of a row's cell states, for the one word shown when no seed has a value.
 STATES = ("running", "failed", "pruned", "interrupted", "n/a", "missing")
@@ -90,10 +90,10 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
     The same number as scipy.stats.ttest_ind(a, b, equal_var=False).pvalue (the tests check it),
     computed from scipy.special's t distribution: importing scipy.stats costs `sweeper table` ~1 s.
     """
-    from scipy.special import stdtr
-
     if len(a) < 2 or len(b) < 2:
         return None
+    from scipy.special import stdtr  # only tables with two seeds a side pay for scipy (~0.3 s)
+
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     if va + vb == 0:  # no spread at all: equal means are the same, others differ
         return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
@@ -107,10 +107,14 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
 
 def build(name_or_path: str, profile: str | None = None, tracking_uri: str | None = None,
           all_versions: bool = False) -> Table:
-    """The spec's table from MLflow: one row per spec row, mean/std over its seeds."""
-    store = tracking.open_store(tracking_uri)
+    """The spec's table from the tracked runs: one row per spec row, mean/std over its seeds."""
+    return read_runs(tracking_uri, lambda store: _build(store, name_or_path, profile, all_versions))
+
+
+def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bool) -> Table:
+    """build() on one reader of the store."""
     spec, profile, parent = resolve(name_or_path, store, profile)
-    runs = cell_runs(store, tracking.experiment_id(store, spec.name, create=False), profile)
+    runs = cell_runs(store, store.experiment_id(spec.name), profile)
     cells = expand(spec, profile) if spec.search is None else trial_cells(spec, profile, runs)
     picks = pick_runs(cells, runs, profile, all_versions)
     rows: dict[int, list[Pick]] = {}
@@ -201,7 +205,7 @@ def _notes(table: Table, spec: Spec, rows: list[list[Pick]]) -> list[str]:
             for r in rows if 0 < sum(p.state == "finished" for p in r) < len(r)]
     if gaps:
         notes.append("Seeds without a result: " + "; ".join(gaps) + ".")
-    older = [f"{name(p.cell)} seed {p.cell.seed} (cell {p.run.data.tags.get(tracking.TAG + 'cell', '?')})"
+    older = [f"{name(p.cell)} seed {p.cell.seed} (cell {p.run.data.tags.get(TAG + 'cell', '?')})"
              for r in rows for p in r if p.older]
     if older:
         notes.append("Includes runs of older spec versions (--all-versions): " + "; ".join(older) + ".")

@@ -37,7 +37,7 @@ import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 
-TAG = "sweeper."
+from sweeper.runs_db import TAG  # noqa: E402, F401 - one tag prefix for writers and runs_db's reader
 
 
 @dataclass
