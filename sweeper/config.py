@@ -102,7 +102,7 @@ ModelSpec = Annotated[
 class DataSpec(Strict):
     """Which images, how many, how they are augmented and batched."""
 
-    augment: Literal["none", "weak", "autoaugment", "strong"] = "none"
+    augment: Literal["none", "weak", "translate", "autoaugment", "strong"] = "none"
     normalize: Literal["half", "cifar10"] = "half"
     batch_size: int = Field(128, ge=1, le=65536)
     eval_batch_size: int = Field(500, ge=1, le=65536)

@@ -32,7 +32,7 @@ CPU_GFLOPS = 8.0
 # `autoaugment` and `strong` transform each image on the host CPU, one at a time, in the training
 # loop: milliseconds per image, measured here with one thread (sweeper.augment); on a GPU this
 # can take longer than the network itself. `none` and `weak` are batched tensor ops: negligible.
-AUGMENT_SECONDS = {"none": 0.0, "weak": 0.0, "autoaugment": 0.45e-3, "strong": 0.95e-3}
+AUGMENT_SECONDS = {"none": 0.0, "weak": 0.0, "translate": 0.0, "autoaugment": 0.45e-3, "strong": 0.95e-3}
 # Fixed cost of a cell besides its FLOPs: building the network, the MLflow run, its figures and
 # the exported model. Measured here under load: 15-90 s a cell; a GPU host's CPU is faster.
 GPU_CELL_SECONDS = 10.0

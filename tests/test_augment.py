@@ -42,6 +42,16 @@ def test_weak_is_a_padded_window_per_sample(device: str) -> None:
     assert {flip for _, _, flip in found} == {True, False}
 
 
+def test_translate_shifts_by_at_most_two_pixels() -> None:
+    x = noise_batch()
+    out = augment_batch(x, "translate", torch.Generator().manual_seed(3))
+    found = [hits[0] for o, a in zip(x, out) if len(hits := recover(o, a)) == 1]
+    assert len(found) == len(x), "every sample is one window of the padded image"
+    shifts = {(dy - PAD, dx - PAD) for dy, dx, _ in found}
+    assert max(max(abs(dy), abs(dx)) for dy, dx in shifts) == 2 and len(shifts) > 10
+    assert {flip for _, _, flip in found} == {True, False}
+
+
 def test_flip_is_an_exact_mirror() -> None:
     x = noise_batch(256)
     out = augment_batch(x, "weak", torch.Generator().manual_seed(2))
