@@ -26,17 +26,18 @@ CIFAR_TEST_IMAGES = 10_000
 # Ordinary eager PyTorch CIFAR training in bf16 on one A100/H100-class GPU sustains roughly
 # 20-40 TFLOP/s on these networks (ResNet-18 at ~6k images/s); DenseNets run below it.
 GPU_TFLOPS = 25.0
-# Fitted to quick runs here (2 cores shared with other jobs, load 8-13, bf16 autocast): 6-15 GFLOP/s
-# of wall time; DenseNets, memory-bound, run below it.
-CPU_GFLOPS = 8.0
+# Measured on the 2-core AVX-512 CPU this was written on, idle, bf16 autocast, channels_last:
+# ~580 GFLOP/s for the Table 2 ResNet (313 images/s), ~530 for fast_net, ~190 for the small
+# baseline CNN (benchmarks/throughput.py); DenseNets, memory-bound, run below it. A middle value:
+CPU_GFLOPS = 300.0
 # `autoaugment` and `strong` transform each image on the host CPU, one at a time, in the training
 # loop: milliseconds per image, measured here with one thread (sweeper.augment); on a GPU this
 # can take longer than the network itself. `none` and `weak` are batched tensor ops: negligible.
 AUGMENT_SECONDS = {"none": 0.0, "weak": 0.0, "translate": 0.0, "autoaugment": 0.45e-3, "strong": 0.95e-3}
 # Fixed cost of a cell besides its FLOPs: building the network, the MLflow run, its figures and
-# the exported model. Measured here under load: 15-90 s a cell; a GPU host's CPU is faster.
+# the exported model. Measured here, idle: 5-10 s a cell (12 tiny ResNet/DenseNet cells in 128 s).
 GPU_CELL_SECONDS = 10.0
-CPU_CELL_SECONDS = 45.0
+CPU_CELL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ its curves, first-layer filters and feature maps, and the best model as an MLflo
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 import tempfile
@@ -81,10 +82,8 @@ def run_cell(
         return CellOutcome(name, ok=False, error=f"{type(exc).__name__}: {exc}")
     progress.remove_task(task)
     s = result.summary
-    progress.console.print(
-        f"{name}: test_acc {100 * s['test_acc']:.2f}% (best val {100 * s['best_val_acc']:.2f}% "
-        f"@ epoch {s['best_epoch']}, {time.perf_counter() - tick:.0f} s)"
-    )
+    val = "" if math.isnan(s["best_val_acc"]) else f"best val {100 * s['best_val_acc']:.2f}% @ epoch {s['best_epoch']}, "
+    progress.console.print(f"{name}: test_acc {100 * s['test_acc']:.2f}% ({val}{time.perf_counter() - tick:.0f} s)")
     return CellOutcome(name, ok=True, summary=s)
 
 
