@@ -54,10 +54,11 @@ def main() -> None:
     for name in args.models:
         acc: dict[str, list[float]] = {"fp32": [], "auto": []}
         speed: dict[str, list[float]] = {"fp32": [], "auto": []}
+        n = config(name, "auto", 0)[1]
+        data = make_splits(full_train, full_test, val_size=1000, train_size=n, test_size=2000, seed=0)
         for seed in args.seeds:
             for precision in ("fp32", "auto"):  # side by side, seed by seed: load drifts hit both
-                cfg, n = config(name, precision, seed)
-                data = make_splits(full_train, full_test, val_size=1000, train_size=n, test_size=2000, seed=0)
+                cfg, _ = config(name, precision, seed)
                 result = train(cfg, data, device=device)
                 acc[precision].append(result.summary["test_acc"])
                 speed[precision].append(statistics.median(h["images_per_s"] for h in result.history))

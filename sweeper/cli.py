@@ -6,6 +6,8 @@ import functools
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -32,10 +34,6 @@ def user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        # `kill`, a batch scheduler or `docker stop` send SIGTERM: treated as Ctrl-C, the cell's run is
-        # closed KILLED with its checkpoint (resumable) instead of being left RUNNING.
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
@@ -44,15 +42,24 @@ def user_errors(fn):
         except KeyboardInterrupt:
             err_console.print("interrupted: the current cell is marked KILLED; run the same command again to resume.")
             raise typer.Exit(130) from None
-        finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (`kill`, a batch scheduler, `docker stop`) as Ctrl-C while training: the cell's run is
+    closed KILLED with its checkpoint (resumable) instead of being left RUNNING."""
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread
+    previous = signal.signal(signal.SIGTERM, interrupt) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -99,9 +106,10 @@ def run(
     from sweeper import sweep
 
     gpus = _device_list(devices)
-    report = sweep.run(spec, profile, tracking_uri=tracking_uri, device=device, console=console,
-                       jobs=jobs or len(gpus or [0]), devices=gpus, storage=storage, retry_failed=retry_failed,
-                       heartbeat=heartbeat)
+    with sigterm_as_interrupt():
+        report = sweep.run(spec, profile, tracking_uri=tracking_uri, device=device, console=console,
+                           jobs=jobs or len(gpus or [0]), devices=gpus, storage=storage, retry_failed=retry_failed,
+                           heartbeat=heartbeat)
     if report.failed:
         err_console.print(f"[red]{len(report.failed)} cell(s) failed:[/] {', '.join(report.failed)} "
                           "(errors are tagged on their MLflow runs; `--retry-failed` trains them again).")
@@ -280,8 +288,9 @@ def worker(
     """Join a sweep as one worker: claim cells from the shared storage until none is left (one per machine or GPU)."""
     from sweeper import sweep
 
-    report = sweep.worker(spec, profile, storage=storage, tracking_uri=tracking_uri, device=device, threads=threads,
-                          heartbeat=heartbeat, index=index, console=console)
+    with sigterm_as_interrupt():
+        report = sweep.worker(spec, profile, storage=storage, tracking_uri=tracking_uri, device=device,
+                              threads=threads, heartbeat=heartbeat, index=index, console=console)
     console.print(f"worker done: {len(report.finished)} finished, {len(report.pruned)} pruned, {len(report.failed)} failed")
 
 

@@ -88,10 +88,6 @@ def read_runs(tracking_uri: str | None, read: Callable[[Runs], T]) -> T:
     return read(MlflowRuns(tracking.open_store(uri)))
 
 
-def _as_runs(source: Runs | tracking.Store) -> Runs:
-    """Callers holding a tracking.Store (analysis) read through MlflowClient."""
-    return MlflowRuns(source) if hasattr(source, "client") else source
-
 
 @dataclass
 class Pick:
@@ -103,15 +99,15 @@ class Pick:
     older: bool = False
 
 
-def resolve_spec(name_or_path: str, store: Runs | tracking.Store, profile: str | None) -> tuple[Spec, str | None]:
+def resolve_spec(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, str | None]:
     """The spec of a table: a YAML path as given, else the one logged by the named sweep."""
-    spec, profile, _ = resolve(name_or_path, store, profile)
+    spec, profile, _ = resolve(name_or_path, runs, profile)
     return spec, profile
 
 
-def resolve(name_or_path: str, store: Runs | tracking.Store, profile: str | None) -> tuple[Spec, str | None, str | None]:
+def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, str | None, str | None]:
     """(spec, profile, parent run id or None) from a spec path or a sweep name."""
-    runs, path = _as_runs(store), Path(name_or_path)
+    path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         spec = load_spec(path)
         exp_id = runs.experiment_id(spec.name)

@@ -17,7 +17,7 @@ from sweeper.errors import UserError
 from sweeper.runs_db import TAG
 from sweeper.spec import Cell, Column, Metric, Spec, expand
 from sweeper.table_formats import check, fmt_number, fmt_value, key_text, render  # noqa: F401 - the API
-from sweeper.table_runs import Pick, Runs, cell_runs, pick_runs, read_runs, resolve, resolve_spec, trial_cells  # noqa: F401
+from sweeper.table_runs import MlflowRuns, Pick, Runs, cell_runs, pick_runs, read_runs, resolve, resolve_spec, trial_cells  # noqa: F401
 
 # Severity order of a row's cell states, for the one word shown when no seed has a value.
 STATES = ("running", "failed", "pruned", "interrupted", "n/a", "missing")

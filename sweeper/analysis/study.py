@@ -27,10 +27,10 @@ class SweepRuns:
 
 def load_sweep(name: str, profile: str | None, tracking_uri: str | None, include_failed: bool = False) -> SweepRuns:
     """The finished cell runs of a sweep (name or spec path), failed ones too if asked; none is a UserError."""
-    from sweeper.tables import resolve_spec
+    from sweeper.tables import MlflowRuns, resolve_spec
 
     store = tracking.open_store(tracking_uri)
-    spec, profile = resolve_spec(name, store, profile)
+    spec, profile = resolve_spec(name, MlflowRuns(store), profile)
     exp_id = tracking.experiment_id(store, spec.name, create=False)
     tag = profile or "default"
     parents = [r for r in tracking.sweep_runs(store, exp_id) if r.data.tags.get("sweeper.profile") == tag] if exp_id else []
