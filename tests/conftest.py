@@ -26,6 +26,16 @@ TINY_SPEC = {
 }
 
 
+@pytest.fixture(autouse=True)
+def no_prepared_data(tmp_path: Path, monkeypatch) -> None:
+    """Point the data directory at an empty folder, as on CI's clean clone.
+
+    Without this, a developer's ./data/cifar10.npz makes tests pass here that fail on CI;
+    tests that need data ask for `data_dir` (synthetic) or pass `data=` directly.
+    """
+    monkeypatch.setenv("SWEEPER_DATA_DIR", str(tmp_path / "no-prepared-data"))
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path):
     """Write a spec dict (default: the tiny 2-row spec, with overrides) to a YAML file."""

@@ -148,7 +148,7 @@ def test_a_cell_whose_run_was_deleted_is_trained_again(write_spec, store_uri, sy
     assert again.info.status == "FINISHED"
 
 
-def test_bad_storage_url_is_a_user_error(write_spec, store_uri):
+def test_bad_storage_url_is_a_user_error(write_spec, store_uri, data_dir):
     path = write_spec()
     result = CliRunner().invoke(app, ["run", str(path), "--tracking-uri", store_uri, "--storage", "postgresql://u:secret@127.0.0.1:9/db"])
     assert result.exit_code == 2, result.output
