@@ -247,10 +247,13 @@ def train(
             on_epoch({"epoch": epoch, **metrics}, checkpoint)
 
     test_loss, test_acc = evaluate(eval_net, data.test, cfg, device, precision)
-    last_state = copy.deepcopy(evaluated.state_dict())
-    evaluated.load_state_dict(best_state)
-    _, test_acc_best = evaluate(eval_net, data.test, cfg, device, precision)
-    evaluated.load_state_dict(last_state)
+    if history and best["epoch"] == history[-1]["epoch"]:
+        test_acc_best = test_acc  # the best state is the last one (always so without a validation split)
+    else:
+        last_state = copy.deepcopy(evaluated.state_dict())
+        evaluated.load_state_dict(best_state)
+        _, test_acc_best = evaluate(eval_net, data.test, cfg, device, precision)
+        evaluated.load_state_dict(last_state)
     summary = {
         "test_loss": test_loss,
         "test_acc": test_acc,
