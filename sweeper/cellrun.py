@@ -9,7 +9,6 @@ MLflow import here.
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import sys
@@ -24,6 +23,16 @@ from sweeper.errors import Pruned
 from sweeper.spec import Cell, Spec
 
 TAG = tracking.TAG
+
+
+def best_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """best.pt: the evaluated weights of the best epoch (the EMA's where there is one) and what identifies them.
+
+    Only last.pt resumes; best.pt is for loading a model, so it leaves out the optimizer state and the
+    RNGs, which made it as large as last.pt (150 MB for VGG-A) and logged every improving epoch.
+    """
+    keep = ("format", "cell", "config", "epoch", "best")
+    return {**{k: state[k] for k in keep if k in state}, "model": state["best_state"]}
 
 
 class CellLogger:
@@ -50,11 +59,7 @@ class CellLogger:
         if state is not None:
             last = checkpoints.save(state, self._staging / str(step) / "last.pt")
             if best:  # before last.pt: a crash in between resumes from the previous epoch and redoes this one
-                best_pt = last.with_name("best.pt")
-                try:
-                    os.link(last, best_pt)
-                except OSError:  # a file system without hard links
-                    shutil.copyfile(last, best_pt)
+                best_pt = checkpoints.save(best_weights(state), last.with_name("best.pt"))
                 tracking.log_files(self.store, self.run_id, [best_pt], "checkpoints")
             tracking.log_files(self.store, self.run_id, [last], "checkpoints")
             shutil.rmtree(last.parent, ignore_errors=True)

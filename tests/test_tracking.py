@@ -95,7 +95,8 @@ def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(write_spec, synt
         assert last["epoch"] == 2 and last["cell"] == cell.id and [h["epoch"] for h in last["history"]] == [1, 2]
         assert {"model", "optimizer", "generator", "torch_rng", "best_state"} <= set(last)
         best = torch.load(download(mlflow_server, run_id, "checkpoints/best.pt", tmp_path / run_id), weights_only=True)
-        assert best["epoch"] == metrics["best_epoch"]
+        assert best["epoch"] == metrics["best_epoch"] and best["cell"] == cell.id
+        assert "optimizer" not in best and "torch_rng" not in best, "best.pt holds weights to load, not a resumable state"
 
         # The logged model is the best checkpoint behind its normalisation, loaded with MLflow's own API.
         uri = tags["sweeper.model_uri"]
