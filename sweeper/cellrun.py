@@ -28,11 +28,10 @@ TAG = tracking.TAG
 def best_weights(state: dict[str, Any]) -> dict[str, Any]:
     """best.pt: the evaluated weights of the best epoch (the EMA's where there is one) and what identifies them.
 
-    Only last.pt resumes; best.pt is for loading a model, so it leaves out the optimizer state and the
-    RNGs, which made it as large as last.pt (150 MB for VGG-A) and logged every improving epoch.
+    Only last.pt resumes, so best.pt leaves out the optimizer state and RNGs: as a copy of the whole
+    state it was as large as last.pt (150 MB for VGG-A), uploaded again at every improving epoch.
     """
-    keep = ("format", "cell", "config", "epoch", "best")
-    return {**{k: state[k] for k in keep if k in state}, "model": state["best_state"]}
+    return {**{k: state[k] for k in ("format", "cell", "config", "epoch", "best")}, "model": state["best_state"]}
 
 
 class CellLogger:

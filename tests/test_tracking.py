@@ -60,7 +60,8 @@ def download(uri: str, run_id: str, path: str, dst: Path) -> Path:
 
 
 def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(write_spec, synthetic_data, mlflow_server, local_state, tmp_path):
-    path = write_spec({**SMALL, "name": "served"})
+    # an EMA, so that the evaluated weights (best.pt, the logged model) differ from the raw ones
+    path = write_spec({**SMALL, "name": "served", "base": {**SMALL["base"], "ema_decay": 0.5}})
     report = sweep.run(path, tracking_uri=mlflow_server, device="cpu", data=synthetic_data, console=quiet())
     assert len(report.finished) == 2 and not report.failed
 
@@ -97,6 +98,9 @@ def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(write_spec, synt
         best = torch.load(download(mlflow_server, run_id, "checkpoints/best.pt", tmp_path / run_id), weights_only=True)
         assert best["epoch"] == metrics["best_epoch"] and best["cell"] == cell.id
         assert "optimizer" not in best and "torch_rng" not in best, "best.pt holds weights to load, not a resumable state"
+        assert best["model"].keys() == last["best_state"].keys()
+        assert all(torch.equal(best["model"][k], last["best_state"][k]) for k in best["model"]), "the evaluated best weights"
+        assert not all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"]), "the EMA's, not the raw ones"
 
         # The logged model is the best checkpoint behind its normalisation, loaded with MLflow's own API.
         uri = tags["sweeper.model_uri"]
