@@ -8,7 +8,7 @@ SWEEPER := $(BIN)/sweeper
 CIFAR_SRC ?= ../shared/datasets/cifar10-jpeg.tar.gz
 DATA_DIR ?= data
 
-.PHONY: venv demo test data clean
+.PHONY: venv demo test lint data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ demo: data
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# Style (ruff lint + format), types (mypy) and the architecture (import-linter contracts in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check sweeper tests benchmarks
+	$(BIN)/ruff format --check sweeper tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

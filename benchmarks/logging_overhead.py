@@ -31,32 +31,41 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sweeper import cellrun, checkpoints, server, tracking
-from sweeper.data import load_cached, make_splits, synthetic
 from sweeper.errors import DatasetMissing
+from sweeper.runs import cellrun, checkpoints, server, tracking
+from sweeper.schema.spec import expand, load_spec
 from sweeper.settings import get_settings
-from sweeper.spec import expand, load_spec
-from sweeper.train import pick_device, train
+from sweeper.training import state as training_state
+from sweeper.training.data import load_cached, make_splits, synthetic
+from sweeper.training.train import pick_device, train
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "activations.yaml"
 
 
-def measure_epoch(device: str, epochs: int, train_size: int | None) -> tuple[float, float, dict[str, float], dict[str, Any], str]:
+def measure_epoch(
+    device: str, epochs: int, train_size: int | None
+) -> tuple[float, float, dict[str, float], dict[str, Any], str]:
     """Train the quick activations cell; its last epoch's wall and CPU time, metrics and full checkpoint."""
     cell = expand(load_spec(SPEC), "quick")[0]
-    changes = {"epochs": epochs, "data": {**cell.config.data.model_dump(), **({"train_size": train_size} if train_size else {})}}
+    changes = {
+        "epochs": epochs,
+        "data": {**cell.config.data.model_dump(), **({"train_size": train_size} if train_size else {})},
+    }
     cfg = cell.config.model_validate({**cell.config.model_dump(), **changes})
     try:
         base, source = load_cached(get_settings().data_dir), "CIFAR-10 cache"
     except DatasetMissing:
-        base, source = synthetic(n_train=cfg.data.train_size + cfg.data.val_size, n_test=cfg.data.test_size), "synthetic"
+        base, source = (
+            synthetic(n_train=cfg.data.train_size + cfg.data.val_size, n_test=cfg.data.test_size),
+            "synthetic",
+        )
     d = cfg.data
     data = make_splits(*base, val_size=d.val_size, train_size=d.train_size, test_size=d.test_size, seed=0)
     last: dict[str, Any] = {"mark": time.process_time()}
 
     def keep(metrics: dict[str, float], checkpoint) -> None:
         last["cpu"] = time.process_time() - last["mark"]  # this epoch's CPU time, all threads
-        last.update(metrics=metrics, state=checkpoints.snapshot({"format": checkpoints.FORMAT, "cell": cell.id, **checkpoint()}))
+        last.update(metrics=metrics, state=checkpoints.snapshot(training_state.checkpoint(checkpoint(), cell.id, {})))
         last["mark"] = time.process_time()
 
     train(cfg, data, device=pick_device(device), on_epoch=keep)
@@ -64,7 +73,9 @@ def measure_epoch(device: str, epochs: int, train_size: int | None) -> tuple[flo
     return last["metrics"]["epoch_time"], last["cpu"], last["metrics"], last["state"], what
 
 
-def one_epoch(log: cellrun.CellLogger, step: int, metrics: dict[str, float], state: dict[str, Any]) -> tuple[float, float, float]:
+def one_epoch(
+    log: cellrun.CellLogger, step: int, metrics: dict[str, float], state: dict[str, Any]
+) -> tuple[float, float, float]:
     """(blocking wall, blocking CPU, shipped wall) seconds of logging one epoch as the runner does."""
     tick, cpu = time.perf_counter(), time.process_time()
     snap = checkpoints.snapshot(state)
@@ -92,8 +103,10 @@ def main() -> None:
 
     epoch_s, epoch_cpu, metrics, state, what = measure_epoch(args.device, args.epochs, args.train_size)
     size_mb = sum(t.numel() * t.element_size() for t in _tensors(state)) / 1e6
-    print(f"epoch of {what} on {args.device}: {epoch_s:.2f} s wall, {epoch_cpu:.2f} s CPU; "
-          f"checkpoint {size_mb:.1f} MB of tensors")
+    print(
+        f"epoch of {what} on {args.device}: {epoch_s:.2f} s wall, {epoch_cpu:.2f} s CPU; "
+        f"checkpoint {size_mb:.1f} MB of tensors"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         running = server.start(Path(tmp) / "server", workers=2)
@@ -108,8 +121,10 @@ def main() -> None:
             names = list(loggers)
             for step in range(1, args.rounds + 1):
                 for name in names if step % 2 else names[::-1]:
-                    measured = (*one_epoch(loggers[name], step, metrics, state),
-                                metrics_request(loggers[name], 10_000 + step, metrics))
+                    measured = (
+                        *one_epoch(loggers[name], step, metrics, state),
+                        metrics_request(loggers[name], 10_000 + step, metrics),
+                    )
                     for key, value in zip(keys, measured):
                         times[name][key].append(value)
             for log in loggers.values():
@@ -117,15 +132,19 @@ def main() -> None:
         finally:
             running.stop()
 
-    print(f"\n{args.rounds} epochs logged to each store; medians, and their ratio to the epoch "
-          f"({epoch_s:.2f} s wall; the CPU column to its {epoch_cpu:.2f} s CPU)\n")
+    print(
+        f"\n{args.rounds} epochs logged to each store; medians, and their ratio to the epoch "
+        f"({epoch_s:.2f} s wall; the CPU column to its {epoch_cpu:.2f} s CPU)\n"
+    )
     heads = ("blocking wall", "blocking CPU", "shipped (bg)", "metrics req.")
     print(f"{'store':<14}" + "".join(f" {h:>20}" for h in heads))
     for name, t in times.items():
         cells = []
         for key in keys:
             value = statistics.median(t[key])
-            cells.append(f"{1000 * value:8.1f} ms {100 * value / (epoch_cpu if key == 'blocking_cpu' else epoch_s):7.3f}%")
+            cells.append(
+                f"{1000 * value:8.1f} ms {100 * value / (epoch_cpu if key == 'blocking_cpu' else epoch_s):7.3f}%"
+            )
         print(f"{name:<14}" + "".join(f" {c:>20}" for c in cells))
 
 

@@ -18,13 +18,19 @@ import os
 import statistics
 from pathlib import Path
 
-from sweeper.config import TrainConfig
-from sweeper.data import load_cached, make_splits
-from sweeper.train import pick_device, pick_precision, train
+from sweeper.schema.config import TrainConfig
+from sweeper.training.data import load_cached, make_splits
+from sweeper.training.train import pick_device, pick_precision, train
 
 CONFIGS = {
     "baseline": ({"name": "baseline_cnn"}, "none", "half", 3, 5000),
-    "resnet": ({"name": "resnet_basic", "stem": 32, "widths": [64, 128, 128], "blocks": [2, 2, 2]}, "weak", "cifar10", 4, 4000),
+    "resnet": (
+        {"name": "resnet_basic", "stem": 32, "widths": [64, 128, 128], "blocks": [2, 2, 2]},
+        "weak",
+        "cifar10",
+        4,
+        4000,
+    ),
 }
 
 
@@ -62,13 +68,18 @@ def main() -> None:
                 result = train(cfg, data, device=device)
                 acc[precision].append(result.summary["test_acc"])
                 speed[precision].append(statistics.median(h["images_per_s"] for h in result.history))
-                print(f"  {name} seed {seed} {precision:>4}: test acc {100 * acc[precision][-1]:.2f}%  "
-                      f"{speed[precision][-1]:.0f} img/s", flush=True)
+                print(
+                    f"  {name} seed {seed} {precision:>4}: test acc {100 * acc[precision][-1]:.2f}%  "
+                    f"{speed[precision][-1]:.0f} img/s",
+                    flush=True,
+                )
         diffs = [a - f for a, f in zip(acc["auto"], acc["fp32"])]
         spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
-        print(f"{name}: fp32 {100 * statistics.fmean(acc['fp32']):.2f}%, {auto} {100 * statistics.fmean(acc['auto']):.2f}% "
-              f"(mean paired difference {100 * statistics.fmean(diffs):+.2f} points, sd {100 * spread:.2f}); "
-              f"speed {statistics.fmean(speed['auto']) / statistics.fmean(speed['fp32']):.2f}x")
+        print(
+            f"{name}: fp32 {100 * statistics.fmean(acc['fp32']):.2f}%, {auto} {100 * statistics.fmean(acc['auto']):.2f}% "
+            f"(mean paired difference {100 * statistics.fmean(diffs):+.2f} points, sd {100 * spread:.2f}); "
+            f"speed {statistics.fmean(speed['auto']) / statistics.fmean(speed['fp32']):.2f}x"
+        )
 
 
 if __name__ == "__main__":

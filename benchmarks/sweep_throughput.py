@@ -28,8 +28,8 @@ import yaml
 from rich.console import Console
 
 from sweeper import sweep
-from sweeper.data import CACHE_NAME, _write_cache, synthetic
 from sweeper.settings import get_settings
+from sweeper.training.data import CACHE_NAME, _write_cache, synthetic
 
 ACTIVATIONS = ["relu", "gelu", "elu", "silu", "mish", "leaky_relu"]
 
@@ -43,8 +43,14 @@ def spec_for(cells: int, epochs: int, train_size: int) -> dict:
         "name": "throughput",
         "base": {
             "model": {"name": "plain_cnn", "stem": 16, "widths": [32, 64], "hidden": 64},
-            "data": {"augment": "weak", "batch_size": 128, "eval_batch_size": 500, "val_size": 500,
-                     "train_size": train_size, "test_size": 1000},
+            "data": {
+                "augment": "weak",
+                "batch_size": 128,
+                "eval_batch_size": 500,
+                "val_size": 500,
+                "train_size": train_size,
+                "test_size": 1000,
+            },
             "optimizer": {"name": "adam", "lr": 1e-3},
             "epochs": epochs,
             "precision": "fp32",
@@ -88,8 +94,10 @@ def main() -> None:
         os.environ["SWEEPER_DATA_DIR"] = str(folder)  # the worker processes read it too
         spec_path = tmp / "throughput.yaml"
         spec_path.write_text(yaml.safe_dump(spec_for(args.cells, args.epochs, args.train_size), sort_keys=False))
-        print(f"{args.cells} cells of plain_cnn, {args.epochs} epochs on {args.train_size} images ({source}), "
-              f"{os.cpu_count()} CPUs, {args.rounds} round(s)")
+        print(
+            f"{args.cells} cells of plain_cnn, {args.epochs} epochs on {args.train_size} images ({source}), "
+            f"{os.cpu_count()} CPUs, {args.rounds} round(s)"
+        )
         rates: dict[int, list[float]] = {1: [], 2: []}
         ratios = []
         for rnd in range(args.rounds):
@@ -97,10 +105,14 @@ def main() -> None:
             for jobs in order:
                 cells, seconds = sweep_once(spec_path, tmp / f"r{rnd}-j{jobs}", jobs)
                 rates[jobs].append(60 * cells / seconds)
-                print(f"  round {rnd + 1}: {jobs} worker(s): {cells} cells in {seconds:6.1f} s = {rates[jobs][-1]:5.2f} cells/min")
+                print(
+                    f"  round {rnd + 1}: {jobs} worker(s): {cells} cells in {seconds:6.1f} s = {rates[jobs][-1]:5.2f} cells/min"
+                )
             ratios.append(rates[2][-1] / rates[1][-1])
-        print(f"median: 1 worker {statistics.median(rates[1]):.2f} cells/min, 2 workers {statistics.median(rates[2]):.2f} "
-              f"cells/min, ratio 2/1 = {statistics.median(ratios):.2f}x")
+        print(
+            f"median: 1 worker {statistics.median(rates[1]):.2f} cells/min, 2 workers {statistics.median(rates[2]):.2f} "
+            f"cells/min, ratio 2/1 = {statistics.median(ratios):.2f}x"
+        )
 
 
 if __name__ == "__main__":

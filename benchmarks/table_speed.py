@@ -28,9 +28,12 @@ from pathlib import Path
 
 import yaml
 
-from sweeper import runs_db, table_runs, tables, tracking
-from sweeper.config import flatten
-from sweeper.spec import expand, load_spec
+from sweeper import tables
+from sweeper.runs import cellrun, tracking
+from sweeper.runs import db as runs_db
+from sweeper.schema.config import flatten
+from sweeper.schema.spec import expand, load_spec
+from sweeper.tables import runs as table_runs
 
 
 def make_spec(rows: int, seeds: int) -> dict:
@@ -41,11 +44,15 @@ def make_spec(rows: int, seeds: int) -> dict:
         "base": {"model": {"name": "resnet_basic"}, "epochs": 30},
         "seeds": list(range(seeds)),
         "rows": [{"label": f"lr-{i:04d}", "optimizer.lr": round(1e-4 * (i + 1), 8)} for i in range(rows)],
-        "table": {"columns": [{"key": "label", "header": "Row"}, {"key": "optimizer.lr", "header": "LR", "format": "sci"}],
-                  "metrics": [{"key": "train_loss", "header": "Train. Loss", "format": "loss"},
-                              {"key": "val_loss", "header": "Val. Loss", "format": "loss"},
-                              {"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"},
-                              {"key": "params", "header": "Size", "format": "params", "best": "none"}]},
+        "table": {
+            "columns": [{"key": "label", "header": "Row"}, {"key": "optimizer.lr", "header": "LR", "format": "sci"}],
+            "metrics": [
+                {"key": "train_loss", "header": "Train. Loss", "format": "loss"},
+                {"key": "val_loss", "header": "Val. Loss", "format": "loss"},
+                {"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"},
+                {"key": "params", "header": "Size", "format": "params", "best": "none"},
+            ],
+        },
     }
 
 
@@ -57,20 +64,43 @@ def fill(uri: str, spec_path: Path) -> float:
     store = tracking.open_store(uri)
     exp = tracking.experiment_id(store, spec.name)
     parent = tracking.sweep_run(store, exp, spec, None, spec_path.read_text())
-    env = tracking.environment_tags()
+    env = cellrun.environment_tags()
     tick = time.perf_counter()
     for cell in expand(spec):
-        tags = {"mlflow.parentRunId": parent, "sweeper.role": "cell", "sweeper.spec": spec.name,
-                "sweeper.row": cell.label, "sweeper.row_index": str(cell.row), "sweeper.seed": str(cell.seed),
-                "sweeper.profile": "default", "sweeper.cell": cell.id, **env}
+        tags = {
+            "mlflow.parentRunId": parent,
+            "sweeper.role": "cell",
+            "sweeper.spec": spec.name,
+            "sweeper.row": cell.label,
+            "sweeper.row_index": str(cell.row),
+            "sweeper.seed": str(cell.seed),
+            "sweeper.profile": "default",
+            "sweeper.cell": cell.id,
+            **env,
+        }
         run_id = store.client.create_run(exp, tags=tags, run_name=f"{cell.label} seed={cell.seed}").info.run_id
         now, acc = int(time.time() * 1000), 0.8 + 0.001 * cell.row + 0.0005 * cell.seed
-        values = {"train_loss": 1 - acc, "val_loss": 1.1 - acc, "train_acc": acc, "val_acc": acc, "test_acc": acc,
-                  "test_acc_best": acc, "best_val_acc": acc, "best_epoch": 30, "params": 1_266_986, "lr": 1e-4,
-                  "epoch_time": 12.5, "images_per_s": 4000.0, "train_time": 375.0}
+        values = {
+            "train_loss": 1 - acc,
+            "val_loss": 1.1 - acc,
+            "train_acc": acc,
+            "val_acc": acc,
+            "test_acc": acc,
+            "test_acc_best": acc,
+            "best_val_acc": acc,
+            "best_epoch": 30,
+            "params": 1_266_986,
+            "lr": 1e-4,
+            "epoch_time": 12.5,
+            "images_per_s": 4000.0,
+            "train_time": 375.0,
+        }
         params = {"label": cell.label, **flatten(cell.config.model_dump(mode="json"))}
-        store.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 30) for k, v in values.items()],
-                               params=[Param(k, str(v)) for k, v in params.items()])
+        store.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 30) for k, v in values.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+        )
         store.client.set_terminated(run_id)
     tracking.end_run(store, parent)
     return time.perf_counter() - tick
@@ -111,15 +141,19 @@ def measure(n: int, folder: Path) -> tuple[float, dict[str, tuple[float, float]]
     reuse = (folder / f"store{n}" / "mlflow.db").is_file()
     fill_s = math.nan if reuse else fill(uri, spec_path)
     exe = Path(sys.executable).with_name("sweeper")
-    opening = ("import sweeper.cli; from sweeper import table_runs, tables; "
-               f"table_runs.read_runs('{uri}', lambda runs: runs.experiment_id('bench'))")
+    opening = (
+        "import sweeper.cli; from sweeper import table_runs, tables; "
+        f"table_runs.read_runs('{uri}', lambda runs: runs.experiment_id('bench'))"
+    )
     texts = {}
 
     def cli(name: str):
         def run() -> None:
             reader(name)
-            texts[name] = subprocess.run([str(exe), "table", "bench", "--tracking-uri", uri],
-                                         check=True, capture_output=True, text=True).stdout
+            texts[name] = subprocess.run(
+                [str(exe), "table", "bench", "--tracking-uri", uri], check=True, capture_output=True, text=True
+            ).stdout
+
         return run
 
     def step(name: str, fn):
@@ -149,12 +183,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.runs:
             fill_s, r = measure(n, args.dir or Path(tmp))
-            print(f"{n:>6} runs (filled in {fill_s:.0f} s, {n / fill_s:.0f} runs/s), best of 3, wall / CPU seconds:", flush=True)
+            print(
+                f"{n:>6} runs (filled in {fill_s:.0f} s, {n / fill_s:.0f} runs/s), best of 3, wall / CPU seconds:",
+                flush=True,
+            )
             print(f"    {'':<62} {'fast (runs_db)':<16}   mlflow (SWEEPER_TABLE_READER=mlflow)", flush=True)
-            for key, what in (("cli", "`sweeper table bench` (process start to printed table)"),
-                              ("startup", "  of which process start, imports, opening the store"),
-                              ("build", "tables.build + render in process"),
-                              ("search", "  of which reading the cell runs (table_runs.cell_runs)")):
+            for key, what in (
+                ("cli", "`sweeper table bench` (process start to printed table)"),
+                ("startup", "  of which process start, imports, opening the store"),
+                ("build", "tables.build + render in process"),
+                ("search", "  of which reading the cell runs (table_runs.cell_runs)"),
+            ):
                 cells = "   ".join(f"{r[f'{key}_{name}'][0]:6.2f} / {r[f'{key}_{name}'][1]:5.2f}" for name in READERS)
                 print(f"    {what:<62} {cells}", flush=True)
 

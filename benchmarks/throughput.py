@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from sweeper.augment import NORMALIZE
-from sweeper.config import TrainConfig
-from sweeper.data import CifarData, Split, load_cached, synthetic
 from sweeper.errors import DatasetMissing
 from sweeper.models import create_model
-from sweeper.train import pick_device, pick_precision, train
+from sweeper.schema.config import TrainConfig
+from sweeper.training.augment import NORMALIZE
+from sweeper.training.data import CifarData, Split, load_cached, synthetic
+from sweeper.training.train import pick_device, pick_precision, train
 
 BATCH = 128
 MODELS = {
@@ -67,8 +67,14 @@ def reference(model_spec: dict, split: Split):
 
     mean, std = NORMALIZE["cifar10"]
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
-    loader = DataLoader(PilCifar(split, transform), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True,
-                        persistent_workers=True)
+    loader = DataLoader(
+        PilCifar(split, transform),
+        batch_size=BATCH,
+        shuffle=True,
+        num_workers=2,
+        drop_last=True,
+        persistent_workers=True,
+    )
     batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
     model = create_model(model_spec["name"], **{k: v for k, v in model_spec.items() if k != "name"})
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -96,7 +102,9 @@ def sweeper_trainer(model_spec: dict, split: Split, device: torch.device):
 
     def run(steps: int) -> float:
         n = steps * BATCH
-        data = CifarData(Split(split.images[:n], split.labels[:n]), val=empty, test=Split(split.images[:10], split.labels[:10]))
+        data = CifarData(
+            Split(split.images[:n], split.labels[:n]), val=empty, test=Split(split.images[:10], split.labels[:10])
+        )
         images_per_s = train(cfg, data, device=device).history[0]["images_per_s"]
         return n / images_per_s
 
@@ -124,8 +132,10 @@ def main() -> None:
 
     device = pick_device(args.device)
     split, source = images(args.data_dir, max(args.steps, 2) * BATCH * 2)
-    print(f"{source}, batch {BATCH}, weak augmentation, {args.steps} steps x {args.rounds} rounds, "
-          f"device {device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{source}, batch {BATCH}, weak augmentation, {args.steps} steps x {args.rounds} rounds, "
+        f"device {device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}"
+    )
     for name in args.models:
         ref = reference(MODELS[name], split)
         ours, precision = sweeper_trainer(MODELS[name], split, device)
@@ -135,12 +145,16 @@ def main() -> None:
             order = [("ref", ref), ("sweeper", ours)][:: 1 if r % 2 == 0 else -1]
             seconds = {label: run(args.steps) for label, run in order}
             rows.append({k: args.steps * BATCH / v for k, v in seconds.items()})
-            print(f"  {name} round {r + 1}: reference {rows[-1]['ref']:7.1f} img/s   "
-                  f"sweeper {rows[-1]['sweeper']:7.1f} img/s   ratio {rows[-1]['sweeper'] / rows[-1]['ref']:.2f}x")
+            print(
+                f"  {name} round {r + 1}: reference {rows[-1]['ref']:7.1f} img/s   "
+                f"sweeper {rows[-1]['sweeper']:7.1f} img/s   ratio {rows[-1]['sweeper'] / rows[-1]['ref']:.2f}x"
+            )
         ratio = statistics.median(row["sweeper"] / row["ref"] for row in rows)
-        print(f"{name}: reference (fp32 NCHW, PIL + DataLoader x2) {statistics.median(r['ref'] for r in rows):.1f} img/s, "
-              f"sweeper ({precision}, channels_last) {statistics.median(r['sweeper'] for r in rows):.1f} img/s, "
-              f"median ratio {ratio:.2f}x   (load {os.getloadavg()[0]:.1f})")
+        print(
+            f"{name}: reference (fp32 NCHW, PIL + DataLoader x2) {statistics.median(r['ref'] for r in rows):.1f} img/s, "
+            f"sweeper ({precision}, channels_last) {statistics.median(r['sweeper'] for r in rows):.1f} img/s, "
+            f"median ratio {ratio:.2f}x   (load {os.getloadavg()[0]:.1f})"
+        )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,19 @@ err_console = Console(stderr=True)
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec YAML, e.g. experiments/activations.yaml.")]
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="A profile of the spec, e.g. quick.")]
-UriOpt = Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow URI; default $MLFLOW_TRACKING_URI, else sqlite under mlruns/.")]
-StorageOpt = Annotated[Optional[str], typer.Option(help="Optuna storage shared by the workers, e.g. postgresql://user:pw@host/db; default sqlite beside the MLflow store.")]
-HeartbeatOpt = Annotated[int, typer.Option(min=1, help="Seconds between worker heartbeats; a cell silent for 3 is handed to another worker.")]
+UriOpt = Annotated[
+    Optional[str],
+    typer.Option("--tracking-uri", help="MLflow URI; default $MLFLOW_TRACKING_URI, else sqlite under mlruns/."),
+]
+StorageOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Optuna storage shared by the workers, e.g. postgresql://user:pw@host/db; default sqlite beside the MLflow store."
+    ),
+]
+HeartbeatOpt = Annotated[
+    int, typer.Option(min=1, help="Seconds between worker heartbeats; a cell silent for 3 is handed to another worker.")
+]
 
 
 def user_errors(fn):
@@ -50,6 +60,7 @@ def user_errors(fn):
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (`kill`, a batch scheduler, `docker stop`) as Ctrl-C while training: the cell's run is
     closed KILLED with its checkpoint (resumable) instead of being left RUNNING."""
+
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -66,27 +77,38 @@ def sigterm_as_interrupt() -> Iterator[None]:
 @user_errors
 def validate(specs: Annotated[list[Path], typer.Argument(help="One or more spec files.")]) -> None:
     """Check specs strictly (names, types, ranges) and list their cells with parameter counts; writes nothing."""
-    from sweeper.cost import model_cost
-    from sweeper.spec import expand, load_spec
+    from sweeper.schema.spec import expand, load_spec
+    from sweeper.training.cost import model_cost
 
     for path in specs:
         spec = load_spec(path)
         cells = expand(spec)
         if spec.search is not None:
             s = spec.search
-            console.print(f"[green]ok[/] {path}: {spec.name}, {s.sampler} search over {', '.join(s.params)}: "
-                          f"{s.budget() or 'unbounded'} trials{f', {s.timeout:g} s per worker' if s.timeout else ''}, "
-                          f"pruner {s.pruner.name}, {s.objective.direction} {s.objective.metric}; "
-                          f"profiles: {', '.join(spec.profiles) or 'none'}", soft_wrap=True, highlight=False)
+            console.print(
+                f"[green]ok[/] {path}: {spec.name}, {s.sampler} search over {', '.join(s.params)}: "
+                f"{s.budget() or 'unbounded'} trials{f', {s.timeout:g} s per worker' if s.timeout else ''}, "
+                f"pruner {s.pruner.name}, {s.objective.direction} {s.objective.metric}; "
+                f"profiles: {', '.join(spec.profiles) or 'none'}",
+                soft_wrap=True,
+                highlight=False,
+            )
             continue
-        console.print(f"[green]ok[/] {path}: {spec.name}, {len(cells)} cells "
-                      f"({len(cells) // len(spec.seeds)} rows x {len(spec.seeds)} seeds), "
-                      f"profiles: {', '.join(spec.profiles) or 'none'}", soft_wrap=True)
+        console.print(
+            f"[green]ok[/] {path}: {spec.name}, {len(cells)} cells "
+            f"({len(cells) // len(spec.seeds)} rows x {len(spec.seeds)} seeds), "
+            f"profiles: {', '.join(spec.profiles) or 'none'}",
+            soft_wrap=True,
+        )
         for label, _ in spec.row_overrides():
             cell = next(c for c in cells if c.label == label)
-            console.print(f"  {label}: {cell.config.model.name}, {cell.config.activation}, "
-                          f"{cell.config.optimizer.name} lr={cell.config.optimizer.lr:g}, {cell.config.epochs} epochs, "
-                          f"{model_cost(cell.config).params:,} params", highlight=False, soft_wrap=True)
+            console.print(
+                f"  {label}: {cell.config.model.name}, {cell.config.activation}, "
+                f"{cell.config.optimizer.name} lr={cell.config.optimizer.lr:g}, {cell.config.epochs} epochs, "
+                f"{model_cost(cell.config).params:,} params",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command()
@@ -96,10 +118,19 @@ def run(
     profile: ProfileOpt = None,
     tracking_uri: UriOpt = None,
     device: Annotated[str, typer.Option(help="auto (cuda, mps, cpu), cpu, cuda, cuda:N.")] = "auto",
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes on this machine; default 1, or one per --devices entry.")] = None,
-    devices: Annotated[Optional[str], typer.Option(help="GPUs for the workers, e.g. 0,1,2,3: one worker per GPU.")] = None,
+    jobs: Annotated[
+        Optional[int],
+        typer.Option(
+            "--jobs", "-j", min=1, help="Worker processes on this machine; default 1, or one per --devices entry."
+        ),
+    ] = None,
+    devices: Annotated[
+        Optional[str], typer.Option(help="GPUs for the workers, e.g. 0,1,2,3: one worker per GPU.")
+    ] = None,
     storage: StorageOpt = None,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Train cells that failed with an error again.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Train cells that failed with an error again.")
+    ] = False,
     heartbeat: HeartbeatOpt = 10,
 ) -> None:
     """Train every unfinished cell of a spec and log it to MLflow; finished cells are skipped."""
@@ -107,12 +138,23 @@ def run(
 
     gpus = _device_list(devices)
     with sigterm_as_interrupt():
-        report = sweep.run(spec, profile, tracking_uri=tracking_uri, device=device, console=console,
-                           jobs=jobs or len(gpus or [0]), devices=gpus, storage=storage, retry_failed=retry_failed,
-                           heartbeat=heartbeat)
+        report = sweep.run(
+            spec,
+            profile,
+            tracking_uri=tracking_uri,
+            device=device,
+            console=console,
+            jobs=jobs or len(gpus or [0]),
+            devices=gpus,
+            storage=storage,
+            retry_failed=retry_failed,
+            heartbeat=heartbeat,
+        )
     if report.failed:
-        err_console.print(f"[red]{len(report.failed)} cell(s) failed:[/] {', '.join(report.failed)} "
-                          "(errors are tagged on their MLflow runs; `--retry-failed` trains them again).")
+        err_console.print(
+            f"[red]{len(report.failed)} cell(s) failed:[/] {', '.join(report.failed)} "
+            "(errors are tagged on their MLflow runs; `--retry-failed` trains them again)."
+        )
         raise typer.Exit(1)
 
 
@@ -124,8 +166,12 @@ def table(
     tracking_uri: UriOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="markdown, csv, latex or html.")] = "markdown",
     out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of printing.")] = None,
-    check: Annotated[Optional[Path], typer.Option(help="Exit 1, with a diff, if this markdown file's table differs from the runs.")] = None,
-    all_versions: Annotated[bool, typer.Option("--all-versions", help="Also count runs of older versions of the spec's rows.")] = False,
+    check: Annotated[
+        Optional[Path], typer.Option(help="Exit 1, with a diff, if this markdown file's table differs from the runs.")
+    ] = None,
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Also count runs of older versions of the spec's rows.")
+    ] = False,
 ) -> None:
     """Rebuild the spec's table from the tracked runs alone."""
     from sweeper import tables
@@ -147,17 +193,23 @@ def table(
 @data_app.command("prepare")
 @user_errors
 def data_prepare(
-    source: Annotated[Optional[Path], typer.Option("--from", help="cifar-10-batches-py folder, ImageFolder tree or its .tar.gz.")] = None,
+    source: Annotated[
+        Optional[Path], typer.Option("--from", help="cifar-10-batches-py folder, ImageFolder tree or its .tar.gz.")
+    ] = None,
     download: Annotated[bool, typer.Option(help="Download CIFAR-10 with torchvision (needs the internet).")] = False,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Where the cache goes; default $SWEEPER_DATA_DIR or ./data.")] = None,
+    data_dir: Annotated[
+        Optional[Path], typer.Option(help="Where the cache goes; default $SWEEPER_DATA_DIR or ./data.")
+    ] = None,
 ) -> None:
     """Decode CIFAR-10 once into a cached uint8 array that every run loads in about a second."""
-    from sweeper.data import prepare
     from sweeper.settings import get_settings
+    from sweeper.training.data import prepare
 
     if source is None and not download:
-        raise UserError("say where CIFAR-10 comes from: `sweeper data prepare --from PATH` "
-                        "(a cifar-10-batches-py folder, an ImageFolder tree or its .tar.gz) or `--download`.")
+        raise UserError(
+            "say where CIFAR-10 comes from: `sweeper data prepare --from PATH` "
+            "(a cifar-10-batches-py folder, an ImageFolder tree or its .tar.gz) or `--download`."
+        )
     path = prepare(data_dir or get_settings().data_dir, source, download=download)
     console.print(f"CIFAR-10 cached at {path}")
 
@@ -166,18 +218,26 @@ def data_prepare(
 @user_errors
 def plot(
     name: Annotated[str, typer.Argument(help="A sweep name (the spec's `name`) or a spec path.")],
-    metric: Annotated[str, typer.Option(help="The per-epoch metric to overlay, e.g. val_acc, val_loss, train_loss.")] = "val_acc",
-    bar_metric: Annotated[Optional[str], typer.Option(help="The table metric of the bar chart; default its first.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="The HTML file; default results/NAME-PROFILE-METRIC.html.")] = None,
+    metric: Annotated[
+        str, typer.Option(help="The per-epoch metric to overlay, e.g. val_acc, val_loss, train_loss.")
+    ] = "val_acc",
+    bar_metric: Annotated[
+        Optional[str], typer.Option(help="The table metric of the bar chart; default its first.")
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="The HTML file; default results/NAME-PROFILE-METRIC.html.")
+    ] = None,
     profile: ProfileOpt = None,
     tracking_uri: UriOpt = None,
     png: Annotated[bool, typer.Option(help="Also write a PNG beside the HTML (needs Chromium).")] = True,
 ) -> None:
     """Overlay every row's per-epoch curve (mean over seeds, min-max band) beside a bar chart of the table metric."""
-    from sweeper import compare
+    from sweeper.tables import compare
 
     files = compare.plot(name, metric, out, profile, tracking_uri, bar_metric, png)
-    console.print("wrote " + ", ".join(str(f) for f in files) + " (also logged to the sweep's MLflow run)", soft_wrap=True)
+    console.print(
+        "wrote " + ", ".join(str(f) for f in files) + " (also logged to the sweep's MLflow run)", soft_wrap=True
+    )
 
 
 @app.command()
@@ -190,12 +250,14 @@ def report(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Write one markdown report with the table of every sweep in the store and links to its figures."""
-    from sweeper import compare
+    from sweeper.tables import compare
 
     console.print(f"wrote {compare.report(out, tracking_uri, metric, figures, png)}")
 
 
-analyze_app = typer.Typer(no_args_is_help=True, help="BatchNorm probes, loss landscapes, filters: figures logged to MLflow.")
+analyze_app = typer.Typer(
+    no_args_is_help=True, help="BatchNorm probes, loss landscapes, filters: figures logged to MLflow."
+)
 app.add_typer(analyze_app, name="analyze")
 NameArg = Annotated[str, typer.Argument(help="A sweep name (the spec's `name`) or a spec path.")]
 RowOpt = Annotated[str, typer.Option("--row", "-r", help="The row label, e.g. 'VGG-A(BN) lr=1e-3'.")]
@@ -227,7 +289,9 @@ def analyze_bn(
 def analyze_landscape(
     name: NameArg,
     row: RowOpt,
-    checkpoint: Annotated[list[str], typer.Option(help="best, last, init, an artifact path of the run or a local .pt; repeat to compare.")] = ["best"],  # noqa: B006
+    checkpoint: Annotated[
+        list[str], typer.Option(help="best, last, init, an artifact path of the run or a local .pt; repeat to compare.")
+    ] = ["best"],  # noqa: B006
     grid: Annotated[int, typer.Option(min=2, help="Points per axis.")] = 21,
     subset: Annotated[int, typer.Option(min=1, help="Training images the loss is averaged over.")] = 1000,
     span: Annotated[float, typer.Option(help="The grid covers [-span, span] along each direction.")] = 1.0,
@@ -241,8 +305,21 @@ def analyze_landscape(
     """2D loss surface (Li et al. 2018, filter-normalised directions) of one row's run at checkpoints."""
     from sweeper.analysis.trained import landscape_study
 
-    paths = landscape_study(name, row, checkpoint, grid=grid, subset=subset, span=span, batch=batch, seed=seed,
-                            profile=profile, tracking_uri=tracking_uri, device=device, console=console, out=out)
+    paths = landscape_study(
+        name,
+        row,
+        checkpoint,
+        grid=grid,
+        subset=subset,
+        span=span,
+        batch=batch,
+        seed=seed,
+        profile=profile,
+        tracking_uri=tracking_uri,
+        device=device,
+        console=console,
+        out=out,
+    )
     _logged(paths, f"the run of '{row}'")
 
 
@@ -251,7 +328,9 @@ def analyze_landscape(
 def analyze_filters(
     name: NameArg,
     row: RowOpt,
-    checkpoint: Annotated[str, typer.Option(help="best, last, init, an artifact path of the run or a local .pt.")] = "last",
+    checkpoint: Annotated[
+        str, typer.Option(help="best, last, init, an artifact path of the run or a local .pt.")
+    ] = "last",
     image: Annotated[int, typer.Option(help="Index of the test image whose feature maps are drawn.")] = 0,
     profile: ProfileOpt = None,
     tracking_uri: UriOpt = None,
@@ -281,7 +360,9 @@ def worker(
     storage: StorageOpt = None,
     tracking_uri: UriOpt = None,
     device: Annotated[str, typer.Option(help="auto (cuda, mps, cpu), cpu, cuda, cuda:N.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for training (torch.set_num_threads).")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(min=1, help="CPU threads for training (torch.set_num_threads).")
+    ] = None,
     heartbeat: HeartbeatOpt = 10,
     index: Annotated[Optional[int], typer.Option(hidden=True, help="Worker number (set by `run --jobs`).")] = None,
 ) -> None:
@@ -289,9 +370,20 @@ def worker(
     from sweeper import sweep
 
     with sigterm_as_interrupt():
-        report = sweep.worker(spec, profile, storage=storage, tracking_uri=tracking_uri, device=device,
-                              threads=threads, heartbeat=heartbeat, index=index, console=console)
-    console.print(f"worker done: {len(report.finished)} finished, {len(report.pruned)} pruned, {len(report.failed)} failed")
+        report = sweep.worker(
+            spec,
+            profile,
+            storage=storage,
+            tracking_uri=tracking_uri,
+            device=device,
+            threads=threads,
+            heartbeat=heartbeat,
+            index=index,
+            console=console,
+        )
+    console.print(
+        f"worker done: {len(report.finished)} finished, {len(report.pruned)} pruned, {len(report.failed)} failed"
+    )
 
 
 @app.command()
@@ -302,8 +394,11 @@ def status(spec: SpecArg, profile: ProfileOpt = None, storage: StorageOpt = None
 
     snap = sweep.status(spec, profile, storage=storage, tracking_uri=tracking_uri)
     left = snap.count("left") if snap.extra_left is not None else f"{snap.count('left')}+ (time budget)"
-    console.print(f"done {snap.count('done')}, running {snap.count('running')}, failed {snap.count('failed')}, "
-                  f"pruned {snap.count('pruned')}, left {left}", highlight=False)
+    console.print(
+        f"done {snap.count('done')}, running {snap.count('running')}, failed {snap.count('failed')}, "
+        f"pruned {snap.count('pruned')}, left {left}",
+        highlight=False,
+    )
     for worker_name, cell, epoch, epochs in snap.active:
         console.print(f"  running: {cell} on {worker_name}, epoch {epoch}/{epochs}", highlight=False, soft_wrap=True)
     for cid, state in snap.states.items():
@@ -315,21 +410,31 @@ def status(spec: SpecArg, profile: ProfileOpt = None, storage: StorageOpt = None
 @user_errors
 def server(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 5000,
-    host: Annotated[str, typer.Option(help="Interface to bind; anything but loopback needs --allow-remote.")] = "127.0.0.1",
-    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host (no authentication!).")] = False,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; anything but loopback needs --allow-remote.")
+    ] = "127.0.0.1",
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a non-loopback --host (no authentication!).")
+    ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Server worker processes.")] = 2,
 ) -> None:
     """Serve the local store (mlruns/) with a real `mlflow server`: UI, REST API and artifacts, until Ctrl-C."""
-    from sweeper import server as mlflow_server
+    from sweeper.runs import server as mlflow_server
     from sweeper.settings import get_settings
 
     store = get_settings().store_dir
     running = mlflow_server.start(store, host, port, workers=workers, allow_remote=allow_remote)
     if not mlflow_server.is_loopback(host):
-        err_console.print(f"[yellow]warning:[/] listening on {host}:{port} without authentication: anyone who can "
-                          "reach it can read and change every run. See README (basic-auth) for shared servers.")
-    console.print(f"MLflow server for {store.resolve()} at {running.url}\n"
-                  f"  export MLFLOW_TRACKING_URI={running.url}   # then `sweeper run ...` logs there", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]warning:[/] listening on {host}:{port} without authentication: anyone who can "
+            "reach it can read and change every run. See README (basic-auth) for shared servers."
+        )
+    console.print(
+        f"MLflow server for {store.resolve()} at {running.url}\n"
+        f"  export MLFLOW_TRACKING_URI={running.url}   # then `sweeper run ...` logs there",
+        highlight=False,
+        soft_wrap=True,
+    )
     try:
         code = running.wait()
     except KeyboardInterrupt:  # the server runs in its own process group: stopping it is ours to do
@@ -344,22 +449,28 @@ def server(
 @user_errors
 def list_specs(
     directory: Annotated[Path, typer.Argument(help="A folder of spec files.")] = Path("experiments"),
-    gpu_tflops: Annotated[Optional[float], typer.Option(help="Assumed sustained GPU rate in TFLOP/s (default 25).")] = None,
+    gpu_tflops: Annotated[
+        Optional[float], typer.Option(help="Assumed sustained GPU rate in TFLOP/s (default 25).")
+    ] = None,
     cpu_gflops: Annotated[Optional[float], typer.Option(help="Assumed CPU rate here in GFLOP/s (default 8).")] = None,
 ) -> None:
     """Every spec in a folder: rows, seeds, epochs, networks with parameter counts, estimated cost per profile."""
-    from sweeper.cost import describe, survey
+    from sweeper.training.cost import describe, survey
 
     invalid = 0
-    for path, summary in survey(directory):
+    for _path, summary in survey(directory):
         if isinstance(summary, UserError):
             invalid += 1
             err_console.print(f"[bold red]invalid:[/] {summary}", highlight=False, soft_wrap=True)
             continue
         for line in describe(summary, gpu_tflops, cpu_gflops):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
-    console.print("Cost: forward+backward FLOPs of every training image, evaluation, and per-image augmentation "
-                  "on the host CPU, at the rates shown; estimates to plan with.", highlight=False, soft_wrap=True)
+    console.print(
+        "Cost: forward+backward FLOPs of every training image, evaluation, and per-image augmentation "
+        "on the host CPU, at the rates shown; estimates to plan with.",
+        highlight=False,
+        soft_wrap=True,
+    )
     if invalid:
         raise typer.Exit(2)
 

@@ -1,4 +1,4 @@
-"""Plot helpers shared by tracking, tables and analysis: figures as HTML always, and PNG through kaleido.
+"""Plot helpers shared by the sweep, tables and analysis: figures as HTML always, and PNG through kaleido.
 
 PNG export needs kaleido (a Python package) and a Chromium it can drive: Debian's `chromium`
 package, found on PATH or through $BROWSER_PATH (choreographer's variable). One headless browser
@@ -49,18 +49,28 @@ def _write_png(fig: go.Figure, path: Path) -> bool:
         first = not _png["ready"]
         if first:
             _start_browser()
-        spec = {"fig": fig.to_dict(), "path": path,
-                "opts": {"format": "png", "scale": 1, "width": fig.layout.width or 900, "height": fig.layout.height or 600}}
-        _with_timeout(lambda: _kaleido().write_fig_from_object_sync([spec]), FIRST_RENDER_TIMEOUT_S if first else RENDER_TIMEOUT_S)
+        spec = {
+            "fig": fig.to_dict(),
+            "path": path,
+            "opts": {"format": "png", "scale": 1, "width": fig.layout.width or 900, "height": fig.layout.height or 600},
+        }
+        _with_timeout(
+            lambda: _kaleido().write_fig_from_object_sync([spec]), FIRST_RENDER_TIMEOUT_S if first else RENDER_TIMEOUT_S
+        )
         return path.is_file()
     except Exception as exc:  # noqa: BLE001 - a missing browser must not cost the run its results
         _png["broken"] = f"{type(exc).__name__}: {exc}"
-        print(f"warning: figures are HTML only: PNG export failed ({_png['broken']}). PNGs need kaleido and "
-              "Chromium (Debian: apt-get install chromium; or set BROWSER_PATH).", file=sys.stderr)
+        print(
+            f"warning: figures are HTML only: PNG export failed ({_png['broken']}). PNGs need kaleido and "
+            "Chromium (Debian: apt-get install chromium; or set BROWSER_PATH).",
+            file=sys.stderr,
+        )
         return False
 
 
 def _kaleido() -> Any:
+    # Imported on the first PNG only: kaleido (with choreographer) costs ~0.3 s to import, which
+    # HTML-only callers (`--no-png`, a machine without Chromium) should not pay.
     import kaleido
 
     return kaleido
@@ -105,23 +115,32 @@ def training_curves(history: list[dict[str, float]], title: str = "") -> go.Figu
     colors = {"train": "#1f77b4", "val": "#d62728"}
     for col, metric in ((1, "loss"), (2, "acc")):
         for split in ("train", "val"):
-            fig.add_trace(go.Scatter(x=epochs, y=[h.get(f"{split}_{metric}") for h in history], mode="lines+markers",
-                                     name=split, legendgroup=split, showlegend=col == 1,
-                                     line={"color": colors[split]}), row=1, col=col)
-    fig.add_trace(go.Scatter(x=epochs, y=[h.get("lr") for h in history], mode="lines+markers", name="lr",
-                             showlegend=False, line={"color": "#2ca02c"}), row=1, col=3)
+            fig.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=[h.get(f"{split}_{metric}") for h in history],
+                    mode="lines+markers",
+                    name=split,
+                    legendgroup=split,
+                    showlegend=col == 1,
+                    line={"color": colors[split]},
+                ),
+                row=1,
+                col=col,
+            )
+    fig.add_trace(
+        go.Scatter(
+            x=epochs,
+            y=[h.get("lr") for h in history],
+            mode="lines+markers",
+            name="lr",
+            showlegend=False,
+            line={"color": "#2ca02c"},
+        ),
+        row=1,
+        col=3,
+    )
     fig.update_xaxes(title_text="epoch", tick0=1, dtick=max(1, len(epochs) // 10))  # whole epochs only
     fig.update_yaxes(type="log", row=1, col=3)
     fig.update_layout(title=title or "Training curves", width=1200, height=420, margin={"t": 70})
     return fig
-
-
-def cell_figures(history: list[dict[str, float]], model: Any, image: Any, normalize: str, title: str = "") -> dict[str, go.Figure]:
-    """The figures of one finished cell: training curves, first-layer filters, feature maps of one image."""
-    from sweeper.analysis.filters import feature_maps, feature_maps_figure, filters_figure, first_layer_filters
-
-    return {
-        "curves": training_curves(history, title),
-        "filters": filters_figure(first_layer_filters(model)),
-        "feature_maps": feature_maps_figure(feature_maps(model, image, normalize), image=image.numpy()),
-    }

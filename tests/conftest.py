@@ -13,16 +13,35 @@ TINY_SPEC = {
     "base": {
         "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
         "activation": "relu",
-        "data": {"augment": "weak", "batch_size": 16, "eval_batch_size": 100,
-                 "val_size": 50, "train_size": 300, "test_size": 100},
+        "data": {
+            "augment": "weak",
+            "batch_size": 16,
+            "eval_batch_size": 100,
+            "val_size": 50,
+            "train_size": 300,
+            "test_size": 100,
+        },
         "optimizer": {"name": "adam", "lr": 3.0e-3},
         "epochs": 2,
     },
     "seeds": [0],
     "rows": [{"label": "ReLU", "activation": "relu"}, {"label": "GELU", "activation": "gelu"}],
-    "table": {"columns": [{"key": "label", "header": "Activation Function"}],
-              "metrics": [{"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"}]},
+    "table": {
+        "columns": [{"key": "label", "header": "Activation Function"}],
+        "metrics": [{"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"}],
+    },
     "profiles": {"quick": {"epochs": 1}},
+}
+
+
+# A row that diverges within a step (huge SGD lr plus an L2 penalty): the failed-cell path of a sweep.
+DIVERGES = {
+    "label": "diverges",
+    "optimizer.name": "sgd",
+    "optimizer.lr": 10.0,
+    "optimizer.momentum": 0.99,
+    "loss.penalty": "l2",
+    "loss.penalty_weight": 10.0,
 }
 
 
@@ -58,7 +77,7 @@ def store_uri(tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def synthetic_data():
     """Learnable CIFAR-shaped (train, test) splits, made once per session."""
-    from sweeper.data import synthetic
+    from sweeper.training.data import synthetic
 
     return synthetic(n_train=600, n_test=200, seed=0)
 
@@ -66,7 +85,7 @@ def synthetic_data():
 @pytest.fixture
 def data_dir(tmp_path: Path, synthetic_data, monkeypatch) -> Path:
     """A prepared data dir holding the synthetic set, as `sweeper data prepare` would leave it."""
-    from sweeper.data import CACHE_NAME, _write_cache
+    from sweeper.training.data import CACHE_NAME, _write_cache
 
     path = tmp_path / "data"
     _write_cache(path / CACHE_NAME, *synthetic_data, "synthetic")
@@ -77,7 +96,7 @@ def data_dir(tmp_path: Path, synthetic_data, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` (sqlite backend, served artifacts) on a free loopback port, once per session."""
-    from sweeper import server
+    from sweeper.runs import server
 
     root = tmp_path_factory.mktemp("mlflow-server")
     running = server.start(root / "store", log=root / "server.log")

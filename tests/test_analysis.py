@@ -4,7 +4,6 @@ filter normalisation, loss surfaces, bands, filters, and the quick BN spec end t
 from __future__ import annotations
 
 import copy
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,9 @@ from torch import nn
 from sweeper.analysis.curves import band
 from sweeper.analysis.filters import feature_maps, feature_maps_figure, filters_figure, first_layer_filters
 from sweeper.analysis.landscape import evaluate_at, loss_surface, random_direction, surface_cost
-from sweeper.analysis.probes import make_step_hook, probe
-from sweeper.config import TrainConfig
-from sweeper.train import Step, loss_fn
+from sweeper.schema.config import TrainConfig
+from sweeper.training.probes import make_step_hook, probe
+from sweeper.training.train import Step, loss_fn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +41,13 @@ def test_probe_matches_the_closed_form_on_a_quadratic():
     a = m @ m.T + 0.5 * torch.eye(6, dtype=torch.float64)
     w = torch.randn(6, generator=gen, dtype=torch.float64)
     steps = [1e-3, 0.01, 0.1, 0.3]
-    result = probe(Vector(w), torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1), lambda out, y, model: 0.5 * out @ a @ out, steps)
+    result = probe(
+        Vector(w),
+        torch.zeros(1, 1, dtype=torch.float64),
+        torch.zeros(1),
+        lambda out, y, model: 0.5 * out @ a @ out,
+        steps,
+    )
 
     g = a @ w
     # the gradient at w - s g is A(w - s g) = g - s A g: distance s ||A g||, ratio ||A g|| / ||g||
@@ -68,16 +73,25 @@ def test_a_weight_penalty_in_the_criterion_sees_the_probed_weights():
 
 
 def _bn_config(**probe: object) -> TrainConfig:
-    return TrainConfig.model_validate({
-        "model": {"name": "plain_cnn", "stem": 4, "widths": [8], "hidden": 8, "dropout": 0.3},
-        "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}, "loss": {"penalty": "l2"},
-        "epochs": 1, "probe": {"every": 1, "etas": [0.5, 1.0, 4.0], **probe},
-    })
+    return TrainConfig.model_validate(
+        {
+            "model": {"name": "plain_cnn", "stem": 4, "widths": [8], "hidden": 8, "dropout": 0.3},
+            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+            "loss": {"penalty": "l2"},
+            "epochs": 1,
+            "probe": {"every": 1, "etas": [0.5, 1.0, 4.0], **probe},
+        }
+    )
 
 
 def _state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    return {"model": copy.deepcopy(model.state_dict()), "grads": [p.grad.clone() for p in model.parameters()],
-            "optimizer": copy.deepcopy(optimizer.state_dict()), "rng": torch.get_rng_state(), "training": model.training}
+    return {
+        "model": copy.deepcopy(model.state_dict()),
+        "grads": [p.grad.clone() for p in model.parameters()],
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "rng": torch.get_rng_state(),
+        "training": model.training,
+    }
 
 
 def _same(a: dict, b: dict) -> None:
@@ -91,7 +105,7 @@ def _same(a: dict, b: dict) -> None:
 
 
 def test_the_probe_hook_leaves_weights_buffers_optimizer_and_rng_bit_identical():
-    from sweeper.train import build_model, build_optimizer
+    from sweeper.training.train import build_model, build_optimizer
 
     cfg = _bn_config()
     torch.manual_seed(0)
@@ -111,7 +125,19 @@ def test_the_probe_hook_leaves_weights_buffers_optimizer_and_rng_bit_identical()
             loss.backward()
             if net is model:
                 before = _state(model, optimizer)
-                hook(Step(step, 1, loss.detach(), x, y, model, optimizer, criterion, lambda: torch.autocast("cpu", enabled=False)))
+                hook(
+                    Step(
+                        step,
+                        1,
+                        loss.detach(),
+                        x,
+                        y,
+                        model,
+                        optimizer,
+                        criterion,
+                        lambda: torch.autocast("cpu", enabled=False),
+                    )
+                )
                 _same(before, _state(model, optimizer))
             opt.step()
     # and training goes on exactly as without the probe
@@ -119,13 +145,15 @@ def test_the_probe_hook_leaves_weights_buffers_optimizer_and_rng_bit_identical()
         assert torch.equal(p, q)
     assert [s for _, s in logged] == [1, 2]
     metrics = logged[-1][0]
-    assert {"step_loss", "probe_loss_min", "probe_loss_max", "grad_pred_min", "grad_pred_max", "beta_smooth"} <= set(metrics)
+    assert {"step_loss", "probe_loss_min", "probe_loss_max", "grad_pred_min", "grad_pred_max", "beta_smooth"} <= set(
+        metrics
+    )
     assert metrics["probe_loss_min"] <= metrics["probe_loss_max"] and metrics["beta_smooth"] > 0
     assert make_step_hook(TrainConfig.model_validate({"model": {"name": "vgg_a"}, "epochs": 1}), print) is None
 
 
 def test_a_config_without_probe_hashes_as_before():
-    from sweeper.spec import config_hash
+    from sweeper.schema.spec import config_hash
 
     plain = TrainConfig.model_validate({"model": {"name": "vgg_a"}, "epochs": 1})
     assert "probe" not in plain.model_dump(mode="json")
@@ -186,9 +214,9 @@ def test_band_is_min_and_max_over_runs_per_step():
 
 
 def test_first_layer_filters_and_feature_maps():
-    from sweeper.augment import normalize
-    from sweeper.data import synthetic
     from sweeper.models import create_model
+    from sweeper.training.augment import normalize
+    from sweeper.training.data import synthetic
 
     model = create_model("vgg_a", batch_norm=True).train()
     weights = first_layer_filters(model)
@@ -206,14 +234,7 @@ def test_first_layer_filters_and_feature_maps():
     assert len(feature_maps_figure(maps, image.numpy()).data) == 65
 
 
-def _runner_wires_probes() -> bool:
-    from sweeper import runner
-
-    return "make_step_hook" in inspect.getsource(runner)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _runner_wires_probes(), reason="runner.run_cell does not call sweeper.analysis.probes.make_step_hook yet")
 def test_quick_bn_spec_end_to_end(tmp_path, store_uri, synthetic_data, data_dir):
     from sweeper import sweep
     from sweeper.analysis.study import bn_study, load_sweep
@@ -222,11 +243,22 @@ def test_quick_bn_spec_end_to_end(tmp_path, store_uri, synthetic_data, data_dir)
     spec = yaml.safe_load((REPO / "experiments/bn_landscape_002.yaml").read_text())
     # VGG-A is the point of the spec and costs a second per step here: one lr per model, 3 steps, 2 probes
     spec["rows"] = [r for r in spec["rows"] if r["optimizer.lr"] == 1e-4]
-    spec["profiles"]["quick"].update({"data.train_size": 24, "data.val_size": 10, "data.test_size": 10,
-                                      "data.batch_size": 8, "epochs": 1, "probe.every": 2, "probe.etas": [1.0, 100.0]})
+    spec["profiles"]["quick"].update(
+        {
+            "data.train_size": 24,
+            "data.val_size": 10,
+            "data.test_size": 10,
+            "data.batch_size": 8,
+            "epochs": 1,
+            "probe.every": 2,
+            "probe.etas": [1.0, 100.0],
+        }
+    )
     path = tmp_path / "bn.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    report = sweep.run(path, "quick", tracking_uri=store_uri, device="cpu", data=synthetic_data, console=Console(quiet=True))
+    report = sweep.run(
+        path, "quick", tracking_uri=store_uri, device="cpu", data=synthetic_data, console=Console(quiet=True)
+    )
     assert len(report.finished) == 2, report.failed
 
     client = MlflowClient(store_uri)
@@ -240,18 +272,32 @@ def test_quick_bn_spec_end_to_end(tmp_path, store_uri, synthetic_data, data_dir)
     logged = bn_study("bn_landscape_002", "quick", store_uri)
     names = {Path(p).name for p in logged}
     assert {"loss_band.html", "probe_loss_range.html", "probe_grad_pred.html", "probe_beta_smooth.html"} <= names
-    assert {a.path for a in client.list_artifacts(parent.info.run_id, "figures/bn")} >= {f"figures/bn/{n}" for n in names}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "figures/bn")} >= {
+        f"figures/bn/{n}" for n in names
+    }
 
     row = "VGG-A(BN) lr=1e-4"
     saved = tmp_path / "w.pt"
     sweep_runs = load_sweep("bn_landscape_002", "quick", store_uri)
     torch.save({"model": model_at(pick_run(sweep_runs, row)[0], None, torch.device("cpu"), "init").state_dict()}, saved)
-    logged = landscape_study("bn_landscape_002", row, ["init", "last", str(saved)], grid=2, subset=8, batch=8,
-                             profile="quick", tracking_uri=store_uri, device="cpu", console=Console(quiet=True))
+    logged = landscape_study(
+        "bn_landscape_002",
+        row,
+        ["init", "last", str(saved)],
+        grid=2,
+        subset=8,
+        batch=8,
+        profile="quick",
+        tracking_uri=store_uri,
+        device="cpu",
+        console=Console(quiet=True),
+    )
     row_run = next(r for r in runs if r.data.tags.get("sweeper.row") == row)
     stored = {a.path for a in client.list_artifacts(row_run.info.run_id, "figures/landscape")}
     assert set(logged) <= stored and any(p.endswith(".npz") for p in logged)
-    local = Path(client.download_artifacts(row_run.info.run_id, next(p for p in logged if p.endswith(".npz")), str(tmp_path)))
+    local = Path(
+        client.download_artifacts(row_run.info.run_id, next(p for p in logged if p.endswith(".npz")), str(tmp_path))
+    )
     surfaces = np.load(local)
     np.testing.assert_allclose(surfaces["loss_init"], surfaces["loss_w"])  # the saved file holds the initial weights
     assert not np.allclose(surfaces["loss_init"], surfaces["loss_last"])  # the run's checkpoints/last.pt: trained

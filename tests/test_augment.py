@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sweeper.augment import AUGMENTS, NORMALIZE, PAD, augment_batch, normalize
 from sweeper.errors import UserError
+from sweeper.training.augment import AUGMENTS, NORMALIZE, PAD, augment_batch, normalize
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

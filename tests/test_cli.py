@@ -49,7 +49,9 @@ def test_unreachable_server_and_bad_device_exit_2(write_spec, data_dir):
 
 def test_run_then_table_through_the_cli(write_spec, data_dir, store_uri):
     path = write_spec()
-    result = runner.invoke(app, ["run", str(path), "--profile", "quick", "--tracking-uri", store_uri, "--device", "cpu"])
+    result = runner.invoke(
+        app, ["run", str(path), "--profile", "quick", "--tracking-uri", store_uri, "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["table", "tiny", "--tracking-uri", store_uri])
     assert result.exit_code == 0, result.output
@@ -70,8 +72,13 @@ def test_console_script_exit_code_and_plain_paragraph(write_spec):
     """The installed entry point, as a user runs it: exit 2, no traceback on stderr."""
     path = write_spec(epochs="many")
     exe = Path(sys.executable).with_name("sweeper")
-    proc = subprocess.run([str(exe), "validate", str(path)], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=120)
+    proc = subprocess.run(
+        [str(exe), "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "error:" in proc.stderr
 

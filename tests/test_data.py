@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sweeper import data
-from sweeper.data import CLASSES, Split, load_cached, make_splits, prepare, synthetic
-from sweeper.data_sources import read_source
 from sweeper.errors import DatasetMissing, UserError
+from sweeper.training import data
+from sweeper.training.data import CLASSES, Split, load_cached, make_splits, prepare, synthetic
+from sweeper.training.sources import read_source
 
 REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
 N_TRAIN, N_TEST = 6, 3

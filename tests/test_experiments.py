@@ -12,13 +12,14 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
-from sweeper import runner, sweep, tables
+from sweeper import sweep, tables
 from sweeper.cli import app
-from sweeper.config import TrainConfig
-from sweeper.cost import SweepCost, images_per_epoch, model_cost, sweep_cost
 from sweeper.models import count_params
-from sweeper.spec import expand, load_spec
-from sweeper.train import build_model
+from sweeper.schema.config import TrainConfig
+from sweeper.schema.spec import expand, load_spec
+from sweeper.sweep import runner
+from sweeper.training.cost import SweepCost, images_per_epoch, model_cost, sweep_cost
+from sweeper.training.train import build_model
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SPECS = sorted(EXPERIMENTS.glob("*.yaml"))
@@ -38,8 +39,13 @@ def test_every_shipped_spec_validates_and_has_a_quick_profile():
 # --- exact parameter counts in `validate` and `list` ----------------------------------------
 
 REPORTED = {  # the reports' own counts, as `list` must print them
-    "baseline_cnn 769,162", "resnet_basic 1,266,986", "resnet_basic 3,195,306", "resnet18 11,173,962",
-    "resnet50 23,520,842", "vgg_a 9,750,922", "vgg_a 9,758,474",
+    "baseline_cnn 769,162",
+    "resnet_basic 1,266,986",
+    "resnet_basic 3,195,306",
+    "resnet18 11,173,962",
+    "resnet50 23,520,842",
+    "vgg_a 9,750,922",
+    "vgg_a 9,758,474",
 }
 _counts: dict[str, int] = {}
 
@@ -85,11 +91,15 @@ def test_list_shows_rows_seeds_epochs_models_and_cost_of_each_profile():
 
 def test_list_reports_a_broken_spec_and_still_lists_the_rest(tmp_path):
     (tmp_path / "good.yaml").write_text((EXPERIMENTS / "baseline.yaml").read_text())
-    (tmp_path / "bad.yaml").write_text("name: bad\nbase: {model: {name: resnet99}, epochs: 1}\nrows: [{label: a}]\n"
-                                       "table: {metrics: [{key: test_acc, header: Acc}]}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "name: bad\nbase: {model: {name: resnet99}, epochs: 1}\nrows: [{label: a}]\n"
+        "table: {metrics: [{key: test_acc, header: Acc}]}\n"
+    )
     result = cli.invoke(app, ["list", str(tmp_path)], terminal_width=300)
     assert result.exit_code == 2
-    assert "baseline_cnn 769,162 params" in result.output and "bad.yaml" in result.output and "resnet99" in result.output
+    assert (
+        "baseline_cnn 769,162 params" in result.output and "bad.yaml" in result.output and "resnet99" in result.output
+    )
     result = cli.invoke(app, ["list", str(tmp_path / "none")])
     assert result.exit_code == 2 and "is not a folder" in result.output
 
@@ -123,8 +133,14 @@ def test_sweep_cost_counts_training_evaluation_and_augmentation(write_spec):
 
 # --- every quick profile end to end, CI-sized ------------------------------------------------
 
-CI_SIZE = {"epochs": 1, "data.train_size": 10, "data.val_size": 10, "data.test_size": 10,
-           "data.batch_size": 8, "data.eval_batch_size": 10}
+CI_SIZE = {
+    "epochs": 1,
+    "data.train_size": 10,
+    "data.val_size": 10,
+    "data.test_size": 10,
+    "data.batch_size": 8,
+    "data.eval_batch_size": 10,
+}
 
 
 def narrowed(model: dict[str, Any]) -> dict[str, Any]:
@@ -167,16 +183,18 @@ def one_thread():
 
 
 @pytest.mark.parametrize("path", TABLE_SPECS, ids=lambda p: p.stem)
-def test_quick_profile_runs_end_to_end_and_fills_the_table(path, tmp_path, shared_store, synthetic_data, monkeypatch,
-                                                            one_thread):
+def test_quick_profile_runs_end_to_end_and_fills_the_table(
+    path, tmp_path, shared_store, synthetic_data, monkeypatch, one_thread
+):
     # Per-cell figures and the exported model cost ~7 s a cell here and never fail a cell (errors
     # there are tagged, not raised), so skipping them hides nothing this test checks; the runner's
     # own tests cover them.
     monkeypatch.setattr(runner, "log_results", lambda *args: None)
     spec = load_spec(path)
     copy = ci_sized(path, tmp_path)
-    report = sweep.run(copy, "quick", tracking_uri=shared_store, device="cpu", data=synthetic_data,
-                       console=Console(quiet=True))
+    report = sweep.run(
+        copy, "quick", tracking_uri=shared_store, device="cpu", data=synthetic_data, console=Console(quiet=True)
+    )
     assert report.failed == [] and len(report.finished) == report.total == len(expand(spec, "quick"))
     table = tables.build(str(copy), "quick", shared_store)
     assert table.labels == [label for label, _ in spec.row_overrides()]

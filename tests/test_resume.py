@@ -13,10 +13,10 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from conftest import TINY_SPEC
 from mlflow import MlflowClient
 
-from conftest import TINY_SPEC
-from sweeper import checkpoints
+from sweeper.runs import checkpoints
 
 EPOCHS = 6  # of the row that is killed (after 2 logged epochs: 4 to spare); the other row trains 2
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time", "images_per_s")
@@ -29,7 +29,9 @@ def sweeper_run(spec: Path, uri: str, cwd: Path, log: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=open(cwd / log, "w"), stderr=subprocess.STDOUT)
 
 
-def wait_for_epochs(client: MlflowClient, exp_name: str, row: str, at_least: int, proc: subprocess.Popen, timeout: float = 120):
+def wait_for_epochs(
+    client: MlflowClient, exp_name: str, row: str, at_least: int, proc: subprocess.Popen, timeout: float = 120
+):
     """The run of `row` once it has logged `at_least` epochs, and the steps it had then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,8 +77,12 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(write_spec, data_dir, m
             history = client.get_metric_history(run.info.run_id, key)
             assert sorted(m.step for m in history) == list(range(1, epochs + 1)), (run.data.tags["sweeper.row"], key)
 
-    local = mlflow.artifacts.download_artifacts(run_id=relu.info.run_id, artifact_path="checkpoints/last.pt",
-                                                dst_path=str(tmp_path / "ckpt"), tracking_uri=mlflow_server)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=relu.info.run_id,
+        artifact_path="checkpoints/last.pt",
+        dst_path=str(tmp_path / "ckpt"),
+        tracking_uri=mlflow_server,
+    )
     last = torch.load(local, weights_only=True)
     assert last["epoch"] == EPOCHS and len(last["history"]) == EPOCHS and last["cell"] == relu.data.tags["sweeper.cell"]
     assert "resuming run" in (tmp_path / "second.log").read_text()
@@ -84,8 +90,14 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes(write_spec, data_dir, m
 
 def test_checkpoint_files_are_atomic_and_load_without_code(tmp_path):
     path = tmp_path / "ckpt" / "last.pt"
-    state = {"epoch": 3, "model": {"w": torch.ones(2, 2)}, "generator": torch.Generator().get_state(),
-             "history": [{"epoch": 1, "loss": 0.5}], "best": {"val_acc": 0.1, "epoch": 1}, "scheduler": None}
+    state = {
+        "epoch": 3,
+        "model": {"w": torch.ones(2, 2)},
+        "generator": torch.Generator().get_state(),
+        "history": [{"epoch": 1, "loss": 0.5}],
+        "best": {"val_acc": 0.1, "epoch": 1},
+        "scheduler": None,
+    }
     checkpoints.save(state, path)
     frozen = checkpoints.snapshot(state)
     state["model"]["w"].add_(1)  # training goes on after the snapshot

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TINY_SPEC
 
 from sweeper.errors import UserError
-from sweeper.spec import expand, load_spec
-
-from conftest import TINY_SPEC
+from sweeper.schema.spec import expand, load_spec
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
 
@@ -42,7 +41,9 @@ def test_profile_overrides_every_cell_and_changes_the_hash(write_spec):
 
 def test_dotted_and_nested_overrides_agree(write_spec):
     dotted = load_spec(write_spec(rows=[{"label": "a", "optimizer.lr": 0.1, "data.batch_size": 32}], name="a.yaml"))
-    nested = load_spec(write_spec(rows=[{"label": "a", "optimizer": {"lr": 0.1}, "data": {"batch_size": 32}}], name="b.yaml"))
+    nested = load_spec(
+        write_spec(rows=[{"label": "a", "optimizer": {"lr": 0.1}, "data": {"batch_size": 32}}], name="b.yaml")
+    )
     a, b = expand(dotted)[0], expand(nested)[0]
     assert a.id == b.id and a.config.optimizer.lr == 0.1 and a.config.optimizer.name == "adam"
     assert a.config.data.train_size == 300, "a nested override keeps the sibling keys"
@@ -70,7 +71,10 @@ BAD = [
     ({"rows": [{"activation": "relu"}]}, r"every row needs a non-empty `label`"),
     ({"rows": [{"label": "a"}, {"label": "a"}]}, r"unique; repeated: a"),
     ({"grid": {"activation": ["relu"]}}, r"exactly one of `rows`"),
-    ({"profiles": {"quick": {"data.batch_size": 0}}}, r"profiles\.quick\.data\.batch_size: Input should be greater than or equal to 1"),
+    (
+        {"profiles": {"quick": {"data.batch_size": 0}}},
+        r"profiles\.quick\.data\.batch_size: Input should be greater than or equal to 1",
+    ),
     ({"base": {**TINY_SPEC["base"], "optimizer": {"name": "sgdd"}}}, r"base\.optimizer\.name.*Did you mean 'sgd'"),
     ({"table": {"metrics": []}}, r"table\.metrics"),
 ]
@@ -91,7 +95,7 @@ def test_line_number_points_at_the_offending_row(tmp_path):
 
     text = yaml.safe_dump(TINY_SPEC, sort_keys=False).replace("activation: gelu", "activation: tanh")
     path.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "activation: tanh" in l)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "activation: tanh" in ln)
     with pytest.raises(UserError, match=rf"{path}:{line}: rows\.1\.activation"):
         load_spec(path)
 
@@ -112,8 +116,8 @@ def test_cells_already_trained_keep_their_ids():
     otherwise every user's finished cells would be trained again. (A changed default of an existing
     field rightly changes the id: the cell is a different experiment.)
     """
-    from sweeper.config import TrainConfig
-    from sweeper.spec import config_hash
+    from sweeper.schema.config import TrainConfig
+    from sweeper.schema.spec import config_hash
 
     config = TrainConfig.model_validate({"model": {"name": "baseline_cnn"}, "epochs": 25})
     assert config_hash(config) == "c4b1ba9a37a6", config.model_dump(mode="json")

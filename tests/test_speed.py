@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import copy
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sweeper import train as T
-from sweeper.augment import augment_batch, planned_batches
-from sweeper.config import TrainConfig, merge, unflatten
-from sweeper.data import Split, make_splits
 from sweeper.models import create_model
 from sweeper.models.fast import PatchWhitening, _conv
-from sweeper.spec import config_hash
+from sweeper.schema.config import TrainConfig, merge, unflatten
+from sweeper.schema.spec import config_hash
+from sweeper.training import train as T
+from sweeper.training.augment import augment_batch, planned_batches
+from sweeper.training.data import Split, make_splits
 
 BASE = {
     "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
@@ -24,9 +26,14 @@ BASE = {
     "epochs": 2,
     "precision": "fp32",
 }
-FAST = {"model": {"name": "fast_net", "widths": [8, 16, 16]}, "activation": "gelu",
-        "optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.85, "nesterov": True, "weight_decay": 5e-4},
-        "scheduler": {"name": "onecycle"}, "ema_decay": 0.9, "tta": True}
+FAST = {
+    "model": {"name": "fast_net", "widths": [8, 16, 16]},
+    "activation": "gelu",
+    "optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.85, "nesterov": True, "weight_decay": 5e-4},
+    "scheduler": {"name": "onecycle"},
+    "ema_decay": 0.9,
+    "tta": True,
+}
 
 
 def cfg(base: dict = BASE, **changes) -> TrainConfig:
@@ -76,8 +83,12 @@ def test_precision_decision_falls_back_cleanly():
 
 def test_fp16_trains_with_a_live_grad_scaler(small):
     scales = []
-    result = T.train(cfg(precision="fp16", epochs=1), small, device="cpu",
-                     on_epoch=lambda m, checkpoint: scales.append(checkpoint()["scaler"]))
+    result = T.train(
+        cfg(precision="fp16", epochs=1),
+        small,
+        device="cpu",
+        on_epoch=lambda m, checkpoint: scales.append(checkpoint()["scaler"]),
+    )
     assert math.isfinite(result.history[-1]["train_loss"])
     assert scales[0].get("scale", 0) > 0, "the scaler was enabled and kept a loss scale"
 
@@ -93,8 +104,10 @@ def test_ema_ramps_its_decay_then_averages_weights_and_statistics():
             model[1].num_batches_tracked.fill_(step)
         ema.update(model)
         keep = min(0.9, step / (step + 9))  # 0.1 at the first step: the random init barely counts
-        expected = {k: keep * expected[k] + (1 - keep) * v if v.is_floating_point() else v.clone()
-                    for k, v in model.state_dict().items()}
+        expected = {
+            k: keep * expected[k] + (1 - keep) * v if v.is_floating_point() else v.clone()
+            for k, v in model.state_dict().items()
+        }
     for key, value in ema.module.state_dict().items():
         assert torch.allclose(value, expected[key]), key
     assert ema.module[1].num_batches_tracked.item() == 100
@@ -122,8 +135,13 @@ def test_tta_averages_the_logits_of_each_image_and_its_mirror():
 
 
 def test_onecycle_ramps_up_then_down_every_step():
-    config = cfg(**{"scheduler": {"name": "onecycle", "warmup_fraction": 0.25, "start_factor": 0.2,
-                                  "end_factor": 0.0}, "epochs": 2, "optimizer.lr": 1.0})
+    config = cfg(
+        **{
+            "scheduler": {"name": "onecycle", "warmup_fraction": 0.25, "start_factor": 0.2, "end_factor": 0.0},
+            "epochs": 2,
+            "optimizer.lr": 1.0,
+        }
+    )
     opt = T.build_optimizer(config, torch.nn.Linear(2, 2))
     sched = T.build_scheduler(config, opt, steps_per_epoch=4)  # 8 steps, 2 of warm-up
     lrs = []
@@ -189,3 +207,25 @@ def test_cpu_runs_the_first_conv_nchw_and_the_rest_channels_last():
     assert T.input_format(cfg(), torch.device("cpu")) == torch.contiguous_format
     assert T.input_format(cfg(), torch.device("cuda")) == torch.channels_last
     assert T.input_format(cfg(channels_last=False), torch.device("cuda")) == torch.contiguous_format
+
+
+NARROW_DOWNSAMPLE = """
+import torch
+from sweeper.models import create_model
+from sweeper.schema.config import TrainConfig
+from sweeper.training.device import to_device
+cfg = TrainConfig.model_validate({"model": {"name": "resnet_basic", "stem": 4, "widths": [4, 8], "blocks": [1, 1]}, "epochs": 1})
+model = to_device(create_model("resnet_basic", stem=4, widths=[4, 8], blocks=[1, 1]), cfg, torch.device("cpu"))
+for _ in range(3):
+    model(torch.randn(8, 3, 32, 32)).sum().backward()
+convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+print("nchw" if all(c.weight.is_contiguous() for c in convs) else "channels_last")
+"""
+
+
+def test_a_conv_narrower_than_8_channels_trains_nchw_on_cpu_without_crashing():
+    # oneDNN corrupts memory in this backward under channels_last (a segfault on AVX2 hosts): run it
+    # in its own process so a crash fails this test instead of killing the suite.
+    done = subprocess.run([sys.executable, "-c", NARROW_DOWNSAMPLE], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "nchw"

@@ -6,7 +6,7 @@ from mlflow import MlflowClient
 from rich.console import Console
 
 from sweeper import sweep, tables
-from sweeper.spec import expand, load_spec
+from sweeper.schema.spec import expand, load_spec
 
 
 def quiet() -> Console:
@@ -63,10 +63,21 @@ def test_rerun_trains_nothing_and_changed_cells_train(write_spec, store_uri, syn
 
 def test_a_failing_cell_is_marked_failed_and_the_sweep_goes_on(write_spec, store_uri, synthetic_data):
     # lr 10 with SGD diverges to a non-finite loss; the other row must still finish
-    rows = [{"label": "diverges", "optimizer.name": "sgd", "optimizer.lr": 10.0, "optimizer.momentum": 0.99,
-             "model.name": "plain_cnn", "loss.penalty": "l2", "loss.penalty_weight": 10.0},
-            {"label": "fine"}]
-    report = sweep.run(write_spec(rows=rows), tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet())
+    rows = [
+        {
+            "label": "diverges",
+            "optimizer.name": "sgd",
+            "optimizer.lr": 10.0,
+            "optimizer.momentum": 0.99,
+            "model.name": "plain_cnn",
+            "loss.penalty": "l2",
+            "loss.penalty_weight": 10.0,
+        },
+        {"label": "fine"},
+    ]
+    report = sweep.run(
+        write_spec(rows=rows), tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet()
+    )
     assert report.failed == ["diverges seed=0"] and report.finished == ["fine seed=0"]
     client = MlflowClient(store_uri)
     exp = client.get_experiment_by_name("tiny")
@@ -100,7 +111,9 @@ def test_table_from_mlflow_alone(write_spec, store_uri, synthetic_data, tmp_path
 def test_table_marks_missing_seeds_and_missing_rows(write_spec, store_uri, synthetic_data):
     path = write_spec()
     sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet())
-    more = write_spec(seeds=[0, 1], rows=[*load_spec(path).rows, {"label": "Mish", "activation": "mish"}], name="more.yaml")
+    more = write_spec(
+        seeds=[0, 1], rows=[*load_spec(path).rows, {"label": "Mish", "activation": "mish"}], name="more.yaml"
+    )
     text = tables.render(tables.build(str(more), tracking_uri=store_uri))
     assert "(n=1/2)" in text
     assert "| Mish | missing |" in text

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import DIVERGES, TINY_SPEC
 from mlflow import MlflowClient
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import TINY_SPEC
 from sweeper import sweep
 from sweeper.cli import app
 from sweeper.errors import UserError
-from sweeper.spec import load_spec, trial_cell
+from sweeper.schema.spec import load_spec, trial_cell
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 def search_spec(**search) -> dict:
     spec = copy.deepcopy(TINY_SPEC)
     spec.pop("rows")
-    spec["search"] = {"sampler": "tpe", "seed": 0, "n_trials": 4,
-                      "params": {"optimizer.lr": {"type": "float", "low": 1e-6, "high": 3e-2, "log": True}}, **search}
+    spec["search"] = {
+        "sampler": "tpe",
+        "seed": 0,
+        "n_trials": 4,
+        "params": {"optimizer.lr": {"type": "float", "low": 1e-6, "high": 3e-2, "log": True}},
+        **search,
+    }
     return spec
 
 
@@ -39,7 +44,9 @@ def test_search_section_is_strict_and_points_at_the_line(write_spec):
     bad = {
         "low (1.0) must be below high": {"optimizer.lr": {"type": "float", "low": 1.0, "high": 0.1}},
         "log-scale range needs low > 0": {"optimizer.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}},
-        "search.params.optimizer.lr": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 50.0}},  # TrainConfig caps lr at 10
+        "search.params.optimizer.lr": {
+            "optimizer.lr": {"type": "float", "low": 1e-3, "high": 50.0}
+        },  # TrainConfig caps lr at 10
         "search.params.optimizer.nme": {"optimizer.nme": {"type": "categorical", "choices": ["sgd"]}},
     }
     for needle, params in bad.items():
@@ -55,9 +62,17 @@ def test_search_section_is_strict_and_points_at_the_line(write_spec):
     with pytest.raises(UserError, match="single seed"):
         load_spec(write_spec({**search_spec(), "seeds": [0, 1]}))
     with pytest.raises(UserError, match="cannot go the objective's way"):
-        load_spec(write_spec(search_spec(objective={"metric": "test_loss", "direction": "minimize", "report": "val_acc"})))
-    grid = search_spec(sampler="grid", n_trials=None, params={"activation": {"type": "categorical", "choices": ["relu", "elu"]},
-                                                               "model.hidden": {"type": "int", "low": 8, "high": 24, "step": 8}})
+        load_spec(
+            write_spec(search_spec(objective={"metric": "test_loss", "direction": "minimize", "report": "val_acc"}))
+        )
+    grid = search_spec(
+        sampler="grid",
+        n_trials=None,
+        params={
+            "activation": {"type": "categorical", "choices": ["relu", "elu"]},
+            "model.hidden": {"type": "int", "low": 8, "high": 24, "step": 8},
+        },
+    )
     spec = load_spec(write_spec(grid))
     assert spec.search.budget() == 6
     cell = trial_cell(spec, "quick", {"activation": "elu", "model.hidden": 16}, 3)
@@ -67,8 +82,11 @@ def test_search_section_is_strict_and_points_at_the_line(write_spec):
 def test_tpe_search_prunes_the_bad_region_and_links_trials_to_runs(write_spec, store_uri, synthetic_data):
     # lr from 1e-6 (learns nothing in 3 epochs) to 3e-2: the median pruner, watching val_acc from
     # epoch 2 on, must stop trials in the flat region once two trials have finished.
-    spec = search_spec(n_trials=5, pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2},
-                       params={"optimizer.lr": {"type": "float", "low": 1e-6, "high": 3e-2, "log": True}})
+    spec = search_spec(
+        n_trials=5,
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2},
+        params={"optimizer.lr": {"type": "float", "low": 1e-6, "high": 3e-2, "log": True}},
+    )
     spec["base"] = {**spec["base"], "epochs": 3}
     path = write_spec(spec)
     report = sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=Console(quiet=True))
@@ -77,7 +95,9 @@ def test_tpe_search_prunes_the_bad_region_and_links_trials_to_runs(write_spec, s
 
     sw = sweep.open_sweep(path, tracking_uri=store_uri)
     trials = sw.study.get_trials()
-    assert sorted(t.state.name for t in trials) == sorted(["COMPLETE"] * len(report.finished) + ["PRUNED"] * len(report.pruned))
+    assert sorted(t.state.name for t in trials) == sorted(
+        ["COMPLETE"] * len(report.finished) + ["PRUNED"] * len(report.pruned)
+    )
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     for t in trials:
         if t.state.name == "PRUNED":  # pruned at epoch 2 or 3, worse there than the finished trials' median
@@ -99,9 +119,10 @@ def test_tpe_search_prunes_the_bad_region_and_links_trials_to_runs(write_spec, s
 
 
 def test_failed_cells_wait_for_retry_failed_and_status_counts(write_spec, store_uri, synthetic_data):
-    rows = [{"label": "diverges", "optimizer.name": "sgd", "optimizer.lr": 10.0, "optimizer.momentum": 0.99,
-             "loss.penalty": "l2", "loss.penalty_weight": 10.0},
-            {"label": "fine", "epochs": 1}]
+    rows = [
+        DIVERGES,
+        {"label": "fine", "epochs": 1},
+    ]
     path = write_spec(rows=rows)
     quiet = Console(quiet=True)
     first = sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet)
@@ -112,9 +133,13 @@ def test_failed_cells_wait_for_retry_failed_and_status_counts(write_spec, store_
 
     result = CliRunner().invoke(app, ["status", str(path), "--tracking-uri", store_uri])
     assert result.exit_code == 0, result.output
-    assert "done 1, running 0, failed 1, pruned 0, left 0" in result.output and "failed: diverges seed=0" in result.output
+    assert (
+        "done 1, running 0, failed 1, pruned 0, left 0" in result.output and "failed: diverges seed=0" in result.output
+    )
 
-    retried = sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet, retry_failed=True)
+    retried = sweep.run(
+        path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet, retry_failed=True
+    )
     assert retried.failed == ["diverges seed=0"] and retried.finished == []
     failed = [r for r in cell_runs(store_uri) if r.data.tags["sweeper.row"] == "diverges"]
     assert [r.info.status for r in failed] == ["FAILED", "FAILED"]
@@ -150,7 +175,9 @@ def test_a_cell_whose_run_was_deleted_is_trained_again(write_spec, store_uri, sy
 
 def test_bad_storage_url_is_a_user_error(write_spec, store_uri, data_dir):
     path = write_spec()
-    result = CliRunner().invoke(app, ["run", str(path), "--tracking-uri", store_uri, "--storage", "postgresql://u:secret@127.0.0.1:9/db"])
+    result = CliRunner().invoke(
+        app, ["run", str(path), "--tracking-uri", store_uri, "--storage", "postgresql://u:secret@127.0.0.1:9/db"]
+    )
     assert result.exit_code == 2, result.output
     assert "cannot open the sweep storage" in result.output and "secret" not in result.output
     result = CliRunner().invoke(app, ["run", str(path), "--tracking-uri", store_uri, "--devices", "0,x"])

@@ -15,20 +15,22 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import DIVERGES, TINY_SPEC
 from mlflow import MlflowClient
 from rich.console import Console
-
-from conftest import TINY_SPEC
-from sweeper import runs_db, sweep, table_runs, tables
-from sweeper.spec import expand, load_spec
 from test_tables import GOLDEN, TABLE3, log_known, table3_outcomes, write
 from test_workers import postgres_url  # noqa: F401 - the fixture: a throwaway PostgreSQL on loopback
 
+from sweeper import sweep, tables
+from sweeper.runs import db as runs_db
+from sweeper.schema.spec import expand
+from sweeper.tables import runs as table_runs
+
 SMALL = {**TINY_SPEC["base"], "data": {**TINY_SPEC["base"]["data"], "train_size": 64, "val_size": 20, "test_size": 20}}
-ROWS = [{"label": "ReLU", "activation": "relu"},
-        {"label": "diverges", "optimizer.name": "sgd", "optimizer.lr": 10.0, "optimizer.momentum": 0.99,
-         "loss.penalty": "l2", "loss.penalty_weight": 10.0, "data.batch_size": 2}]
+ROWS = [
+    {"label": "ReLU", "activation": "relu"},
+    {**DIVERGES, "data.batch_size": 2},
+]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +55,19 @@ def shape(run) -> tuple:
     """Everything a table may read of a run, NaN made comparable."""
     i, d = run.info, run.data
     metrics = {k: "nan" if math.isnan(v) else v for k, v in d.metrics.items()}
-    return (i.run_id, i.experiment_id, i.run_name, i.status, i.start_time, i.end_time, i.lifecycle_stage,
-            i.artifact_uri, d.tags, d.params, metrics)
+    return (
+        i.run_id,
+        i.experiment_id,
+        i.run_name,
+        i.status,
+        i.start_time,
+        i.end_time,
+        i.lifecycle_stage,
+        i.artifact_uri,
+        d.tags,
+        d.params,
+        metrics,
+    )
 
 
 def picks(uri: str, name: str, profile: str | None, all_versions: bool) -> list[tuple]:
@@ -76,14 +89,16 @@ def test_fast_and_mlflow_readers_give_the_same_runs_picks_and_tables(swept, monk
     uri = swept["uri"]
     reader = runs_db.open_reader(uri)
     assert isinstance(reader, runs_db.Reader)
-    store_runs = table_runs.read_runs(uri, lambda r: {role: [shape(x) for x in r.search(swept["exp"], role)]
-                                                      for role in ("cell", "sweep")})
+    store_runs = table_runs.read_runs(
+        uri, lambda r: {role: [shape(x) for x in r.search(swept["exp"], role)] for role in ("cell", "sweep")}
+    )
     queries = [(str(swept.get(n, n)), p, a) for n, p, a in QUERIES]
     fast = [(picks(uri, *q), tables.render(tables.build(q[0], q[1], uri, all_versions=q[2]))) for q in queries]
     monkeypatch.setenv(runs_db.ENV, "mlflow")
     assert runs_db.open_reader(uri) is None
-    slow_runs = table_runs.read_runs(uri, lambda r: {role: [shape(x) for x in r.search(swept["exp"], role)]
-                                                     for role in ("cell", "sweep")})
+    slow_runs = table_runs.read_runs(
+        uri, lambda r: {role: [shape(x) for x in r.search(swept["exp"], role)] for role in ("cell", "sweep")}
+    )
     slow = [(picks(uri, *q), tables.render(tables.build(q[0], q[1], uri, all_versions=q[2]))) for q in queries]
     assert store_runs == slow_runs and len(store_runs["cell"]) == 4 and len(store_runs["sweep"]) == 1
     assert swept["deleted"] not in {r[0] for r in store_runs["cell"]}
@@ -92,7 +107,9 @@ def test_fast_and_mlflow_readers_give_the_same_runs_picks_and_tables(swept, monk
         assert [p[1:] for p in fast_picks] == [p[1:] for p in slow_picks]
         assert fast_text == slow_text
     by_name, all_versions, v1, _ = (text for _, text in fast)
-    assert "| ReLU | **42.00 (n=1/3)** |" in by_name and "| diverges | failed/missing |" in by_name, "the name reads the v2 spec"
+    assert "| ReLU | **42.00 (n=1/3)** |" in by_name and "| diverges | failed/missing |" in by_name, (
+        "the name reads the v2 spec"
+    )
     assert "ReLU: seed 0 missing, seed 1 missing" in by_name
     assert "Includes runs of older spec versions (--all-versions): ReLU seed 0 (cell " in all_versions
     assert "ReLU: seed 1 missing" in all_versions, "the deleted v1 run of seed 1 does not count"
@@ -104,13 +121,21 @@ def test_sweeper_table_on_sqlite_never_imports_mlflow(swept, tmp_path):
     expected = tables.render(tables.build(v2, "quick", uri))
     doc = tmp_path / "report.md"
     doc.write_text(expected)
-    for args, out in ((["table", v2, "-p", "quick"], expected),
-                      (["table", "tiny", "--check", str(doc)], f"{doc}: the table of 'tiny' matches the runs.\n")):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "sweeper", *args, "--tracking-uri", uri],
-                              capture_output=True, text=True, timeout=120)
+    for args, out in (
+        (["table", v2, "-p", "quick"], expected),
+        (["table", "tiny", "--check", str(doc)], f"{doc}: the table of 'tiny' matches the runs.\n"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "sweeper", *args, "--tracking-uri", uri],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout == out
-        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+        imported = {
+            line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")
+        }
         assert "sweeper.tables" in imported and "sqlalchemy" in imported
         assert not {m for m in imported if m.split(".")[0] == "mlflow"}, "the sqlite table path imported mlflow"
 

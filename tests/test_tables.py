@@ -2,7 +2,7 @@
 
 Golden files (tests/golden/) pin the exact text of each format. Training numbers vary by platform,
 so the exact goldens come from runs logged with known values through the real tracking code
-(`tracking.cell_run`, as a sweep logs them); a real sweep on synthetic data is compared against
+(`cellrun.cell_run`, as a sweep logs them); a real sweep on synthetic data is compared against
 goldens with its numbers masked, and its numbers against the runs. Set SWEEPER_UPDATE_GOLDEN=1 to
 rewrite the golden files after a deliberate change, then review the diff.
 """
@@ -17,15 +17,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import DIVERGES
 from mlflow import MlflowClient
 from rich.console import Console
 from scipy import stats
 from typer.testing import CliRunner
 
-from sweeper import compare, sweep, tables, tracking
+from sweeper import sweep, tables
 from sweeper.cli import app
 from sweeper.errors import Pruned, UserError
-from sweeper.spec import Metric, expand, load_spec, trial_cell
+from sweeper.runs import cellrun, tracking
+from sweeper.schema.spec import Metric, expand, load_spec, trial_cell
+from sweeper.tables import compare
 
 GOLDEN = Path(__file__).parent / "golden"
 runner = CliRunner()
@@ -35,15 +38,23 @@ TABLE3 = {
     "name": "table3",
     "title": "Settings and results (report 002, Table 3 layout)",
     "source": "002_3c2a07784435b1f0.txt Table 3",
-    "base": {"model": R18, "data": {"augment": "weak", "batch_size": 256},
-             "optimizer": {"name": "adam", "lr": 1.0e-3}, "scheduler": {"name": "cosine"}, "epochs": 50},
+    "base": {
+        "model": R18,
+        "data": {"augment": "weak", "batch_size": 256},
+        "optimizer": {"name": "adam", "lr": 1.0e-3},
+        "scheduler": {"name": "cosine"},
+        "epochs": 50,
+    },
     "seeds": [0, 1, 2],
-    "rows": [{"label": "r18-relu"}, {"label": "r18-gelu", "activation": "gelu"},
-             {"label": "d201-strong", "model": D201, "epochs": 200, "data.augment": "strong"},
-             {"label": "d201-l1", "model": D201, "epochs": 200, "loss.penalty": "l1"},
-             {"label": "d201-sgd", "model": D201, "epochs": 200, "optimizer.name": "sgd"},
-             {"label": "d201-l2", "model": D201, "epochs": 200, "loss.penalty": "l2", "loss.penalty_weight": 5.0e-4},
-             {"label": "d201-gelu", "model": D201, "epochs": 200, "activation": "gelu"}],
+    "rows": [
+        {"label": "r18-relu"},
+        {"label": "r18-gelu", "activation": "gelu"},
+        {"label": "d201-strong", "model": D201, "epochs": 200, "data.augment": "strong"},
+        {"label": "d201-l1", "model": D201, "epochs": 200, "loss.penalty": "l1"},
+        {"label": "d201-sgd", "model": D201, "epochs": 200, "optimizer.name": "sgd"},
+        {"label": "d201-l2", "model": D201, "epochs": 200, "loss.penalty": "l2", "loss.penalty_weight": 5.0e-4},
+        {"label": "d201-gelu", "model": D201, "epochs": 200, "activation": "gelu"},
+    ],
     "table": {
         "columns": [
             {"key": "row", "header": "#"},
@@ -51,8 +62,11 @@ TABLE3 = {
             {"key": "metrics.params", "header": "Size", "format": "params"},
             {"key": "activation", "header": "Activation", "show": {"relu": "ReLU", "gelu": "GELU"}},
             {"key": "model.dropout", "header": "Dropout"},
-            {"key": "loss.penalty", "header": "Regularization",
-             "show": {"none": "None", "l1": "L1, {loss.penalty_weight:sci}", "l2": "L2, {loss.penalty_weight:sci}"}},
+            {
+                "key": "loss.penalty",
+                "header": "Regularization",
+                "show": {"none": "None", "l1": "L1, {loss.penalty_weight:sci}", "l2": "L2, {loss.penalty_weight:sci}"},
+            },
             {"key": "optimizer.name", "header": "Optimizer", "show": {"adam": "Adam", "sgd": "SGD"}},
             {"key": "optimizer.lr", "header": "LR", "format": "sci"},
             {"key": "data.batch_size", "header": "Batch Size"},
@@ -71,7 +85,11 @@ TABLE3 = {
 KNOWN3 = {
     "r18-relu": [(0.0099, 0.3709, 0.9969, 0.9264), (0.0101, 0.3650, 0.9985, 0.9250), (0.0097, 0.3770, 0.9960, 0.9281)],
     "r18-gelu": [(0.0072, 0.3742, 0.9979, 0.9335), (0.0075, 0.3701, 0.9970, 0.9310), (0.0070, 0.3790, 0.9981, 0.9342)],
-    "d201-strong": [(0.0720, 0.2340, 0.9750, 0.9499), (0.0711, 0.2301, 0.9744, 0.9503), (0.0733, 0.2388, 0.9761, 0.9490)],
+    "d201-strong": [
+        (0.0720, 0.2340, 0.9750, 0.9499),
+        (0.0711, 0.2301, 0.9744, 0.9503),
+        (0.0733, 0.2388, 0.9761, 0.9490),
+    ],
     "d201-l1": [(0.5837, 0.2882, 0.8810, 0.9105), (0.5790, 0.2850, 0.8822, 0.9130), "failed"],
     "d201-sgd": ["failed", "failed", "failed"],
     "d201-l2": ["pruned", "pruned", "running"],
@@ -80,14 +98,28 @@ KNOWN3 = {
 PARAMS = {"resnet18": 11_173_962, "densenet201": 10_289_282}
 
 ACTS = {  # report 000, section 3: one seed per row, sorted best-first as the report lists them
-    "name": "acts", "title": "Activation Functions", "source": "000_afadcf9be9e3229f.txt section 3",
-    "base": {"model": {"name": "resnet_basic"}, "epochs": 30}, "seeds": [0],
-    "rows": [{"label": label, "activation": act} for label, act in [
-        ("ReLU", "relu"), ("Leaky ReLU", "leaky_relu"), ("GELU", "gelu"), ("SiLU", "silu"), ("Mish", "mish"),
-        ("PReLU", "prelu"), ("ELU", "elu")]],
-    "table": {"columns": [{"key": "label", "header": "Activation Function"}],
-              "metrics": [{"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"}],
-              "sort": "test_acc"},
+    "name": "acts",
+    "title": "Activation Functions",
+    "source": "000_afadcf9be9e3229f.txt section 3",
+    "base": {"model": {"name": "resnet_basic"}, "epochs": 30},
+    "seeds": [0],
+    "rows": [
+        {"label": label, "activation": act}
+        for label, act in [
+            ("ReLU", "relu"),
+            ("Leaky ReLU", "leaky_relu"),
+            ("GELU", "gelu"),
+            ("SiLU", "silu"),
+            ("Mish", "mish"),
+            ("PReLU", "prelu"),
+            ("ELU", "elu"),
+        ]
+    ],
+    "table": {
+        "columns": [{"key": "label", "header": "Activation Function"}],
+        "metrics": [{"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"}],
+        "sort": "test_acc",
+    },
 }
 KNOWN_ACTS = {"ReLU": 0.8720, "Leaky ReLU": 0.8739, "GELU": 0.8716, "SiLU": 0.8590, "Mish": 0.8558, "PReLU": 0.8504}
 
@@ -119,7 +151,7 @@ def log_known(uri: str, path: Path, outcomes: dict, profile: str | None = None) 
         outcome = outcomes.get((cell.label, cell.seed))
         if outcome is None:
             continue
-        ctx = tracking.cell_run(store, exp, parent, cell, spec, profile)
+        ctx = cellrun.cell_run(store, exp, parent, cell, spec, profile)
         log = ctx.__enter__()
         if outcome == "running":
             _open_runs.append(ctx)
@@ -143,8 +175,11 @@ def table3_outcomes() -> dict:
         model = row.get("model", R18)["name"]
         for seed, known in enumerate(KNOWN3[row["label"]]):
             if isinstance(known, tuple):
-                known = dict(zip(("train_loss", "val_loss", "train_acc", "best_val_acc"), known), params=PARAMS[model],
-                             history=[known[3] - 0.1, known[3] - 0.02, known[3]])
+                known = dict(
+                    zip(("train_loss", "val_loss", "train_acc", "best_val_acc"), known),
+                    params=PARAMS[model],
+                    history=[known[3] - 0.1, known[3] - 0.02, known[3]],
+                )
             out[(row["label"], seed)] = known
     return out
 
@@ -174,8 +209,12 @@ def known(tmp_path_factory, pristine) -> tuple[str, Path]:
     shutil.copy(pristine, tmp / "store" / "mlflow.db")
     uri = f"sqlite:///{tmp / 'store' / 'mlflow.db'}"
     log_known(uri, write(tmp, TABLE3), table3_outcomes())
-    log_known(uri, write(tmp, ACTS), {(label, 0): {"test_acc": acc, "history": [acc - 0.05, acc]}
-                                      for label, acc in KNOWN_ACTS.items()} | {("ELU", 0): "running"})
+    log_known(
+        uri,
+        write(tmp, ACTS),
+        {(label, 0): {"test_acc": acc, "history": [acc - 0.05, acc]} for label, acc in KNOWN_ACTS.items()}
+        | {("ELU", 0): "running"},
+    )
     return uri, tmp
 
 
@@ -204,11 +243,14 @@ def test_sorted_single_seed_table_says_significance_cannot_be_assessed(known):
 
 
 def test_real_sweep_renders_the_golden_layout_with_the_logged_values(write_spec, store_uri, synthetic_data):
-    rows = [{"label": "ReLU", "activation": "relu"},
-            {"label": "diverges", "optimizer.name": "sgd", "optimizer.lr": 10.0, "optimizer.momentum": 0.99,
-             "loss.penalty": "l2", "loss.penalty_weight": 10.0}]
+    rows = [
+        {"label": "ReLU", "activation": "relu"},
+        DIVERGES,
+    ]
     path = write_spec(seeds=[0, 1], rows=rows)
-    report = sweep.run(path, "quick", tracking_uri=store_uri, device="cpu", data=synthetic_data, console=Console(quiet=True))
+    report = sweep.run(
+        path, "quick", tracking_uri=store_uri, device="cpu", data=synthetic_data, console=Console(quiet=True)
+    )
     assert len(report.finished) == 2 and len(report.failed) == 2
     grown = write_spec(seeds=[0, 1, 2], rows=rows, name="grown.yaml")  # a third seed, not run yet
     table = tables.build(str(grown), "quick", tracking_uri=store_uri)
@@ -227,10 +269,24 @@ def test_real_sweep_renders_the_golden_layout_with_the_logged_values(write_spec,
 
 
 def test_significance_marks_overlapping_rows_and_not_clearly_different_ones(tmp_path, fresh_uri):
-    spec = {**ACTS, "name": "sig", "seeds": [0, 1, 2], "rows": ACTS["rows"][:4], "table": {**ACTS["table"], "sort": None}}
-    known = {"ReLU": [0.90, 0.91, 0.92], "Leaky ReLU": [0.80, 0.81, 0.82], "GELU": [0.905, 0.915, 0.895], "SiLU": [0.89, 0.88]}
-    log_known(fresh_uri, write(tmp_path, spec),
-              {(label, s): {"test_acc": v} for label, vals in known.items() for s, v in enumerate(vals)})
+    spec = {
+        **ACTS,
+        "name": "sig",
+        "seeds": [0, 1, 2],
+        "rows": ACTS["rows"][:4],
+        "table": {**ACTS["table"], "sort": None},
+    }
+    known = {
+        "ReLU": [0.90, 0.91, 0.92],
+        "Leaky ReLU": [0.80, 0.81, 0.82],
+        "GELU": [0.905, 0.915, 0.895],
+        "SiLU": [0.89, 0.88],
+    }
+    log_known(
+        fresh_uri,
+        write(tmp_path, spec),
+        {(label, s): {"test_acc": v} for label, vals in known.items() for s, v in enumerate(vals)},
+    )
     table = tables.build("sig", tracking_uri=fresh_uri)
     p = table.pvalues(0)
     assert table.best(0) == 0 and p[0] is None
@@ -245,8 +301,12 @@ def test_significance_marks_overlapping_rows_and_not_clearly_different_ones(tmp_
 
 
 def test_welch_p_is_scipys_welch_test_and_handles_small_samples():
-    cases = [([0.9, 0.91, 0.92], [0.8, 0.81, 0.82]), ([0.9, 0.91, 0.92], [0.89, 0.88]),
-             ([0.5, 0.7], [0.6, 0.61, 0.59, 0.65, 0.58]), ([1.0, 1.0, 1.0], [0.9, 0.95, 1.0])]
+    cases = [
+        ([0.9, 0.91, 0.92], [0.8, 0.81, 0.82]),
+        ([0.9, 0.91, 0.92], [0.89, 0.88]),
+        ([0.5, 0.7], [0.6, 0.61, 0.59, 0.65, 0.58]),
+        ([1.0, 1.0, 1.0], [0.9, 0.95, 1.0]),
+    ]
     for a, b in cases:
         assert tables.welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
     assert tables.welch_p([0.9], [0.8, 0.7]) is None
@@ -255,13 +315,28 @@ def test_welch_p_is_scipys_welch_test_and_handles_small_samples():
 
 
 def test_a_search_lists_the_trials_that_ran_with_their_sampled_values(tmp_path, fresh_uri):
-    spec = {**ACTS, "name": "srch", "rows": None,
-            "search": {"sampler": "tpe", "n_trials": 4, "objective": {"metric": "test_acc"},
-                       "params": {"optimizer.lr": {"type": "float", "low": 1.0e-4, "high": 1.0, "log": True},
-                                  "activation": {"type": "categorical", "choices": ["relu", "gelu"]}}},
-            "table": {"columns": [{"key": "row", "header": "Trial"}, {"key": "optimizer.lr", "header": "LR", "format": "sci"},
-                                  {"key": "activation", "header": "Activation"}],
-                      "metrics": [{"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"}]}}
+    spec = {
+        **ACTS,
+        "name": "srch",
+        "rows": None,
+        "search": {
+            "sampler": "tpe",
+            "n_trials": 4,
+            "objective": {"metric": "test_acc"},
+            "params": {
+                "optimizer.lr": {"type": "float", "low": 1.0e-4, "high": 1.0, "log": True},
+                "activation": {"type": "categorical", "choices": ["relu", "gelu"]},
+            },
+        },
+        "table": {
+            "columns": [
+                {"key": "row", "header": "Trial"},
+                {"key": "optimizer.lr", "header": "LR", "format": "sci"},
+                {"key": "activation", "header": "Activation"},
+            ],
+            "metrics": [{"key": "test_acc", "header": "Test Accuracy (%)", "format": "percent"}],
+        },
+    }
     spec.pop("rows")
     path = write(tmp_path, spec)
     loaded, store = load_spec(path), tracking.open_store(fresh_uri)
@@ -270,22 +345,31 @@ def test_a_search_lists_the_trials_that_ran_with_their_sampled_values(tmp_path, 
     trials = [(3.3e-3, "gelu", 0.61), (0.25, "relu", Pruned), (1.7e-4, "relu", 0.55), (0.01, "gelu", KeyboardInterrupt)]
     for number, (lr, act, acc) in enumerate(trials):
         cell = trial_cell(loaded, None, {"optimizer.lr": lr, "activation": act}, number)
-        with contextlib.suppress(Pruned, KeyboardInterrupt), tracking.cell_run(
-                store, exp, parent, cell, loaded, None, {"sweeper.trial": str(number)}) as log:
+        with (
+            contextlib.suppress(Pruned, KeyboardInterrupt),
+            cellrun.cell_run(store, exp, parent, cell, loaded, None, {"sweeper.trial": str(number)}) as log,
+        ):
             if not isinstance(acc, float):
                 raise acc("stopped")
             log.log_summary({"test_acc": acc})
     lines = tables.render(tables.build("srch", tracking_uri=fresh_uri)).splitlines()
-    assert lines[2:6] == ["| 1 | 3.3e-3 | gelu | **61.00** |", "| 2 | 2.5e-1 | relu | pruned |",
-                          "| 3 | 1.7e-4 | relu | 55.00 |", "| 4 | 1e-2 | gelu | interrupted |"]
+    assert lines[2:6] == [
+        "| 1 | 3.3e-3 | gelu | **61.00** |",
+        "| 2 | 2.5e-1 | relu | pruned |",
+        "| 3 | 1.7e-4 | relu | 55.00 |",
+        "| 4 | 1e-2 | gelu | interrupted |",
+    ]
 
 
 def test_exact_ties_are_all_best_and_not_daggered():
     metric = Metric(key="test_acc", header="Acc", format="percent", mark="star")
     values = [[tables.Value([0.9, 0.92], 2)], [tables.Value([0.92, 0.9], 2)], [tables.Value([0.5, 0.5], 2)]]
     table = tables.Table("t", ["Row", "Acc"], [["a"], ["b"], ["c"]], [metric], values)
-    assert tables.render(table).splitlines()[2:5] == ["| a | 91.00 ± 1.41* |", "| b | 91.00 ± 1.41* |",
-                                                      "| c | 50.00 ± 0.00 |"]
+    assert tables.render(table).splitlines()[2:5] == [
+        "| a | 91.00 ± 1.41* |",
+        "| b | 91.00 ± 1.41* |",
+        "| c | 50.00 ± 0.00 |",
+    ]
 
 
 # --- versions, checks, errors ---------------------------------------------------------------
@@ -330,7 +414,9 @@ def test_formats_and_out_through_the_cli(known, tmp_path):
     out = tmp_path / "t.tex"
     result = runner.invoke(app, ["table", "table3", "--tracking-uri", known[0], "-f", "latex", "--out", str(out)])
     assert result.exit_code == 0 and out.read_text() == (GOLDEN / "table3.tex").read_text()
-    result = runner.invoke(app, ["table", "table3", "--tracking-uri", known[0], "-f", "docx", "--out", str(tmp_path / "x")])
+    result = runner.invoke(
+        app, ["table", "table3", "--tracking-uri", known[0], "-f", "docx", "--out", str(tmp_path / "x")]
+    )
     assert result.exit_code == 2 and "use one of: markdown, csv, latex, html" in result.output
     assert not (tmp_path / "x").exists()
 

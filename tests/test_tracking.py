@@ -8,23 +8,31 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from conftest import TINY_SPEC
 from mlflow import MlflowClient
 from rich.console import Console
 from rich.progress import Progress
 from typer.testing import CliRunner
 
-from conftest import TINY_SPEC
-from sweeper import cellrun, runner, sweep, tracking
+from sweeper import sweep
 from sweeper.cli import app
-from sweeper.data import make_splits
 from sweeper.errors import Pruned
-from sweeper.server import is_loopback
-from sweeper.spec import expand, load_spec
-from sweeper.train import build_model, train
+from sweeper.runs import cellrun, tracking
+from sweeper.runs.server import is_loopback
+from sweeper.schema.spec import expand, load_spec
+from sweeper.sweep import runner
+from sweeper.training.data import make_splits
+from sweeper.training.train import build_model, train
 
 # The tiny spec on fewer images: these tests are about what gets logged, not about learning.
-SMALL = {**TINY_SPEC, "base": {**TINY_SPEC["base"], "data": {**TINY_SPEC["base"]["data"], "train_size": 160},
-                                "optimizer": {"name": "adam", "lr": 0.01}}}
+SMALL = {
+    **TINY_SPEC,
+    "base": {
+        **TINY_SPEC["base"],
+        "data": {**TINY_SPEC["base"]["data"], "train_size": 160},
+        "optimizer": {"name": "adam", "lr": 0.01},
+    },
+}
 EPOCH_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time", "images_per_s")
 SUMMARY_KEYS = ("test_acc", "test_acc_best", "best_val_acc", "best_epoch", "params", "train_time")
 
@@ -56,10 +64,14 @@ def steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
 
 
 def download(uri: str, run_id: str, path: str, dst: Path) -> Path:
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=uri))
+    return Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=uri)
+    )
 
 
-def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(write_spec, synthetic_data, mlflow_server, local_state, tmp_path):
+def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(
+    write_spec, synthetic_data, mlflow_server, local_state, tmp_path
+):
     # an EMA, so that the evaluated weights (best.pt, the logged model) differ from the raw ones
     path = write_spec({**SMALL, "name": "served", "base": {**SMALL["base"], "ema_decay": 0.5}})
     report = sweep.run(path, tracking_uri=mlflow_server, device="cpu", data=synthetic_data, console=quiet())
@@ -97,10 +109,16 @@ def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(write_spec, synt
         assert {"model", "optimizer", "generator", "torch_rng", "best_state"} <= set(last)
         best = torch.load(download(mlflow_server, run_id, "checkpoints/best.pt", tmp_path / run_id), weights_only=True)
         assert best["epoch"] == metrics["best_epoch"] and best["cell"] == cell.id
-        assert "optimizer" not in best and "torch_rng" not in best, "best.pt holds weights to load, not a resumable state"
+        assert "optimizer" not in best and "torch_rng" not in best, (
+            "best.pt holds weights to load, not a resumable state"
+        )
         assert best["model"].keys() == last["best_state"].keys()
-        assert all(torch.equal(best["model"][k], last["best_state"][k]) for k in best["model"]), "the evaluated best weights"
-        assert not all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"]), "the EMA's, not the raw ones"
+        assert all(torch.equal(best["model"][k], last["best_state"][k]) for k in best["model"]), (
+            "the evaluated best weights"
+        )
+        assert not all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"]), (
+            "the EMA's, not the raw ones"
+        )
 
         # The logged model is the best checkpoint behind its normalisation, loaded with MLflow's own API.
         uri = tags["sweeper.model_uri"]
@@ -119,7 +137,9 @@ def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(write_spec, synt
 
 
 def _one_cell(write_spec, synthetic_data, name: str, epochs: int):
-    spec = load_spec(write_spec({**SMALL, "name": name, "base": {**SMALL["base"], "epochs": epochs}}, name=f"{name}.yaml"))
+    spec = load_spec(
+        write_spec({**SMALL, "name": name, "base": {**SMALL["base"], "epochs": epochs}}, name=f"{name}.yaml")
+    )
     cell = expand(spec)[0]
     d = cell.config.data
     data = make_splits(*synthetic_data, val_size=d.val_size, train_size=d.train_size, test_size=d.test_size, seed=0)
@@ -169,8 +189,18 @@ def test_a_pruned_cell_is_killed_and_tagged_not_failed(write_spec, synthetic_dat
     def prune(metrics):
         raise Pruned(f"pruned at epoch {metrics['epoch']}")
 
-    outcome = runner.run_cell(cell, spec, None, store, exp_id, parent, data, torch.device("cpu"),
-                              Progress(console=quiet()), on_epoch_hook=prune)
+    outcome = runner.run_cell(
+        cell,
+        spec,
+        None,
+        store,
+        exp_id,
+        parent,
+        data,
+        torch.device("cpu"),
+        Progress(console=quiet()),
+        on_epoch_hook=prune,
+    )
     assert outcome.pruned and not outcome.ok
     [run] = cell_runs(store.client, "pruned")
     assert run.info.status == "KILLED" and run.data.tags["sweeper.state"] == "pruned"

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sweeper import train as T
-from sweeper.config import TrainConfig
-from sweeper.data import make_splits
+from sweeper.schema.config import TrainConfig
+from sweeper.training import train as T
+from sweeper.training.data import make_splits
 
 BASE = {
     "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
@@ -22,7 +22,7 @@ BASE = {
 
 
 def cfg(**changes) -> TrainConfig:
-    from sweeper.config import merge, unflatten
+    from sweeper.schema.config import merge, unflatten
 
     return TrainConfig.model_validate(merge(BASE, unflatten(changes)))
 
@@ -55,8 +55,15 @@ def test_label_smoothing_and_penalties():
     assert torch.allclose(l2, ce + 0.01 * 6 * 0.25)
 
 
-@pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
-                                      ("adamw", torch.optim.AdamW), ("rmsprop", torch.optim.RMSprop)])
+@pytest.mark.parametrize(
+    "name,cls",
+    [
+        ("sgd", torch.optim.SGD),
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+        ("rmsprop", torch.optim.RMSprop),
+    ],
+)
 def test_optimizers(name, cls):
     opt = T.build_optimizer(cfg(**{"optimizer.name": name, "optimizer.weight_decay": 5e-4}), torch.nn.Linear(2, 2))
     assert isinstance(opt, cls) and opt.defaults["weight_decay"] == 5e-4
@@ -134,9 +141,9 @@ def test_resume_from_a_checkpoint_continues_the_same_run(data):
 def test_precision_choice_falls_back_cleanly(monkeypatch):
     cpu = torch.device("cpu")
     assert T.pick_precision("fp32", cpu) == "fp32"
-    monkeypatch.setattr("sweeper.device.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("sweeper.training.device.cpu_has_bf16", lambda: False)
     assert T.pick_precision("auto", cpu) == "fp32", "no native bf16: stay in fp32"
-    monkeypatch.setattr("sweeper.device.cpu_has_bf16", lambda: True)
+    monkeypatch.setattr("sweeper.training.device.cpu_has_bf16", lambda: True)
     assert T.pick_precision("auto", cpu) == "bf16"
 
 

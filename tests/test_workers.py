@@ -17,14 +17,21 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import TINY_SPEC
 from mlflow import MlflowClient
 from rich.console import Console
 
-from conftest import TINY_SPEC
 from sweeper import sweep
-from sweeper.spec import expand, load_spec
+from sweeper.schema.spec import expand, load_spec
 
-SMALL_DATA = {"augment": "none", "batch_size": 32, "eval_batch_size": 100, "val_size": 50, "train_size": 200, "test_size": 100}
+SMALL_DATA = {
+    "augment": "none",
+    "batch_size": 32,
+    "eval_batch_size": 100,
+    "val_size": 50,
+    "train_size": 200,
+    "test_size": 100,
+}
 
 
 def grid_spec(epochs: int = 1, **grid) -> dict:
@@ -67,14 +74,23 @@ def postgres_url():
         os.chown(base, pg.pw_uid, pg.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     port, data = _free_port(), base / "data"
-    subprocess.run([*as_user, bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c max_connections=50"
-    subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-l", base / "log", "-o", opts, "-w", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, bindir / "pg_ctl", "-D", data, "-l", base / "log", "-o", opts, "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
-        subprocess.run([bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE sweeps"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE sweeps"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql://postgres@127.0.0.1:{port}/sweeps"
     finally:
         subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
@@ -97,7 +113,9 @@ def test_two_workers_finish_a_grid_each_cell_exactly_once(backend, write_spec, s
     assert all(r.info.status == "FINISHED" for r in runs)
     sw = sweep.open_sweep(path, tracking_uri=store_uri, storage=storage)
     if backend == "sqlite":
-        assert Path(store_uri.removeprefix("sqlite:///")).with_name("optuna.db").is_file(), "local storage beside MLflow"
+        assert Path(store_uri.removeprefix("sqlite:///")).with_name("optuna.db").is_file(), (
+            "local storage beside MLflow"
+        )
     complete = [t for t in sw.study.get_trials() if t.state.name == "COMPLETE"]
     others = [t for t in sw.study.get_trials() if t.state.name != "COMPLETE"]
     assert all("sweeper.skip" in t.user_attrs for t in others), "only empty claims may be left over"
@@ -112,8 +130,23 @@ def test_two_workers_finish_a_grid_each_cell_exactly_once(backend, write_spec, s
 
 
 def _worker(path: Path, store_uri: str, index: int, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "sweeper", "worker", str(path), "--tracking-uri", store_uri, "--device", "cpu",
-           "--threads", "1", "--heartbeat", "1", "--index", str(index)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sweeper",
+        "worker",
+        str(path),
+        "--tracking-uri",
+        store_uri,
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--heartbeat",
+        "1",
+        "--index",
+        str(index),
+    ]
     with log.open("w") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
@@ -132,8 +165,14 @@ def test_a_worker_killed_mid_cell_has_its_cell_finished_by_the_other(write_spec,
                 study = optuna.load_study(study_name="tiny/default", storage=storage)
             except KeyError:
                 continue
-            victim = next((t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-                           if t.user_attrs.get("sweeper.epoch", 0) >= 1), None)
+            victim = next(
+                (
+                    t
+                    for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                    if t.user_attrs.get("sweeper.epoch", 0) >= 1
+                ),
+                None,
+            )
         assert victim is not None, "no worker reached the end of an epoch"
         pid = int(victim.user_attrs["sweeper.worker"].split(":")[1].split()[0])
         killed = next(p for p in procs if p.pid == pid)
@@ -161,8 +200,8 @@ def test_a_worker_killed_mid_cell_has_its_cell_finished_by_the_other(write_spec,
 
 
 def test_cpu_threads_are_split_and_gpus_checked(monkeypatch):
-    from sweeper import workers
     from sweeper.errors import UserError
+    from sweeper.sweep import workers
 
     monkeypatch.setattr(workers, "cpu_count", lambda: 16)
     plan = workers.assignments(3, None, "cpu")
@@ -179,11 +218,15 @@ def test_cpu_threads_are_split_and_gpus_checked(monkeypatch):
 
 
 def test_progress_display_shows_counts_and_each_workers_epoch():
-    from sweeper import workers
-    from sweeper.ledger import Snapshot
+    from sweeper.sweep import workers
+    from sweeper.sweep.ledger import Snapshot
 
-    snap = Snapshot({"a": "done", "b": "running", "c": "failed", "d": "left", "e": "pruned"},
-                    {k: f"cell {k}" for k in "abcde"}, active=[("host:12 #0", "cell b", 3, 10)], extra_left=2)
+    snap = Snapshot(
+        {"a": "done", "b": "running", "c": "failed", "d": "left", "e": "pruned"},
+        {k: f"cell {k}" for k in "abcde"},
+        active=[("host:12 #0", "cell b", 3, 10)],
+        extra_left=2,
+    )
     console = Console(record=True, width=120)
     console.print(workers.render(snap, []))
     text = console.export_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -10,8 +11,9 @@ import torch
 from plotly.subplots import make_subplots
 from torch import nn
 
-from sweeper.augment import normalize
+from sweeper import plots
 from sweeper.models import first_conv
+from sweeper.training.augment import normalize
 
 
 def first_layer_filters(model: nn.Module) -> np.ndarray:
@@ -52,8 +54,14 @@ def filters_figure(weights: np.ndarray, grayscale: bool = False) -> go.Figure:
         r, c = divmod(i, cols)
         w = weights[i]
         if grayscale or cin != 3:
-            trace = go.Heatmap(z=_scaled(w.mean(0)), colorscale="gray", showscale=False, zmin=0, zmax=1,
-                               hovertemplate=f"filter {i}<extra></extra>")
+            trace = go.Heatmap(
+                z=_scaled(w.mean(0)),
+                colorscale="gray",
+                showscale=False,
+                zmin=0,
+                zmax=1,
+                hovertemplate=f"filter {i}<extra></extra>",
+            )
         else:
             rgb = (255 * _scaled(w)).round().astype(np.uint8).transpose(1, 2, 0)
             trace = go.Image(z=rgb, hovertemplate=f"filter {i}<extra></extra>")
@@ -62,8 +70,12 @@ def filters_figure(weights: np.ndarray, grayscale: bool = False) -> go.Figure:
     fig.update_yaxes(visible=False, autorange="reversed")  # row 0 at the top, as in an image
     kind = "channel-averaged, grayscale" if grayscale else "RGB, min-max scaled per kernel"
     size = 90 * cols
-    fig.update_layout(title=f"First-layer kernels ({out} x {cin} x {weights.shape[2]}x{weights.shape[3]}, {kind})",
-                      width=size + 100, height=90 * rows + 100, margin=dict(l=20, r=20, t=60, b=20))
+    fig.update_layout(
+        title=f"First-layer kernels ({out} x {cin} x {weights.shape[2]}x{weights.shape[3]}, {kind})",
+        width=size + 100,
+        height=90 * rows + 100,
+        margin=dict(l=20, r=20, t=60, b=20),
+    )
     return fig
 
 
@@ -74,14 +86,36 @@ def feature_maps_figure(maps: np.ndarray, image: np.ndarray | None = None) -> go
     fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=0.01)
     offset = 0
     if image is not None:
-        fig.add_trace(go.Image(z=np.asarray(image).transpose(1, 2, 0), hovertemplate="input<extra></extra>"), row=1, col=1)
+        fig.add_trace(
+            go.Image(z=np.asarray(image).transpose(1, 2, 0), hovertemplate="input<extra></extra>"), row=1, col=1
+        )
         offset = 1
     for i, m in enumerate(maps):
         r, c = divmod(i + offset, cols)
-        fig.add_trace(go.Heatmap(z=m, colorscale="Viridis", showscale=False,
-                                 hovertemplate=f"channel {i}: %{{z:.3f}}<extra></extra>"), row=r + 1, col=c + 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=m, colorscale="Viridis", showscale=False, hovertemplate=f"channel {i}: %{{z:.3f}}<extra></extra>"
+            ),
+            row=r + 1,
+            col=c + 1,
+        )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed")  # row 0 at the top, as in an image
-    fig.update_layout(title=f"Feature maps after the first convolution ({len(maps)} channels)",
-                      width=90 * cols + 100, height=90 * rows + 100, margin=dict(l=20, r=20, t=60, b=20))
+    fig.update_layout(
+        title=f"Feature maps after the first convolution ({len(maps)} channels)",
+        width=90 * cols + 100,
+        height=90 * rows + 100,
+        margin=dict(l=20, r=20, t=60, b=20),
+    )
     return fig
+
+
+def cell_figures(
+    history: list[dict[str, float]], model: Any, image: Any, normalize: str, title: str = ""
+) -> dict[str, go.Figure]:
+    """The figures of one finished cell: training curves, first-layer filters, feature maps of one image."""
+    return {
+        "curves": plots.training_curves(history, title),
+        "filters": filters_figure(first_layer_filters(model)),
+        "feature_maps": feature_maps_figure(feature_maps(model, image, normalize), image=image.numpy()),
+    }

@@ -43,8 +43,10 @@ class Cost:
     batches: int
 
     def __str__(self) -> str:
-        return (f"{self.points:,} grid points x {self.images:,} images = {self.forward_images:,} image forward passes "
-                f"({self.batches:,} batches)")
+        return (
+            f"{self.points:,} grid points x {self.images:,} images = {self.forward_images:,} image forward passes "
+            f"({self.batches:,} batches)"
+        )
 
 
 def surface_cost(grid: int, images: int, batch: int, checkpoints: int = 1) -> Cost:

@@ -7,9 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeper import tracking
+import numpy as np
+
+from sweeper.analysis.curves import band
+from sweeper.analysis.figures import band_overlay_figure, loss_band_figure
 from sweeper.errors import UserError
-from sweeper.spec import Cell, Spec, expand
+from sweeper.plots import save_figure
+from sweeper.runs import tracking
+from sweeper.schema.spec import Cell, Spec, expand
+from sweeper.tables.runs import resolve_spec
+from sweeper.vocab import Tag
 
 STEP_KEYS = ("step_loss", "probe_loss_min", "probe_loss_max", "grad_pred_min", "grad_pred_max", "beta_smooth")
 
@@ -27,23 +34,23 @@ class SweepRuns:
 
 def load_sweep(name: str, profile: str | None, tracking_uri: str | None, include_failed: bool = False) -> SweepRuns:
     """The finished cell runs of a sweep (name or spec path), failed ones too if asked; none is a UserError."""
-    from sweeper.tables import MlflowRuns, resolve_spec
-
     store = tracking.open_store(tracking_uri)
-    spec, profile = resolve_spec(name, MlflowRuns(store), profile)
+    spec, profile = resolve_spec(name, tracking.MlflowRuns(store), profile)
     exp_id = tracking.experiment_id(store, spec.name, create=False)
     tag = profile or "default"
-    parents = [r for r in tracking.sweep_runs(store, exp_id) if r.data.tags.get("sweeper.profile") == tag] if exp_id else []
+    parents = [r for r in tracking.sweep_runs(store, exp_id) if r.data.tags.get(Tag.PROFILE) == tag] if exp_id else []
     done = tracking.finished_cells(store, exp_id) if exp_id else {}
     if include_failed and exp_id:
         # a run that diverged still logged its per-step curve up to the divergence: it is the band's edge
         for run in tracking.cell_runs(store, exp_id):
             if run.info.status == "FAILED":
-                done.setdefault(run.data.tags.get("sweeper.cell", ""), run)
+                done.setdefault(run.data.tags.get(Tag.CELL, ""), run)
     runs = [(cell, done[cell.id]) for cell in expand(spec, profile) if cell.id in done]
     if not parents or not runs:
-        raise UserError(f"sweep '{spec.name}' (profile {tag}) has no finished runs in {store.uri}; "
-                        f"run `sweeper run experiments/{spec.name}.yaml{f' -p {profile}' if profile else ''}` first.")
+        raise UserError(
+            f"sweep '{spec.name}' (profile {tag}) has no finished runs in {store.uri}; "
+            f"run `sweeper run experiments/{spec.name}.yaml{f' -p {profile}' if profile else ''}` first."
+        )
     return SweepRuns(store, spec, profile, parents[0].info.run_id, runs)
 
 
@@ -53,12 +60,15 @@ def _group_name(key: str, value: str) -> str:
     return f"{key}={value}"
 
 
-def save_and_log(sweep: SweepRuns, run_id: str, figures: dict[str, Any], folder: str, out: Path | None,
-                 arrays: dict[str, dict[str, Any]] | None = None) -> list[str]:
+def save_and_log(
+    sweep: SweepRuns,
+    run_id: str,
+    figures: dict[str, Any],
+    folder: str,
+    out: Path | None,
+    arrays: dict[str, dict[str, Any]] | None = None,
+) -> list[str]:
     """Save figures (HTML, plus PNG where plots can) and data (.npz) locally; log them into a run's folder."""
-    import numpy as np
-
-    from sweeper.plots import save_figure
 
     with tempfile.TemporaryDirectory() as tmp:
         root = out or Path(tmp)
@@ -70,12 +80,16 @@ def save_and_log(sweep: SweepRuns, run_id: str, figures: dict[str, Any], folder:
         return tracking.log_files(sweep.store, run_id, files, folder)
 
 
-def bn_study(name: str, profile: str | None = None, tracking_uri: str | None = None, *,
-             group: str = "model.batch_norm", window: int = 1, out: Path | None = None) -> list[str]:
+def bn_study(
+    name: str,
+    profile: str | None = None,
+    tracking_uri: str | None = None,
+    *,
+    group: str = "model.batch_norm",
+    window: int = 1,
+    out: Path | None = None,
+) -> list[str]:
     """Loss band across learning rates and the probe figures of a sweep, logged to its parent run."""
-    from sweeper.analysis.curves import band
-    from sweeper.analysis.figures import band_overlay_figure, loss_band_figure
-
     sweep = load_sweep(name, profile, tracking_uri, include_failed=True)
     groups: dict[str, dict[str, list]] = {}
     for _, run in sweep.runs:
@@ -92,18 +106,33 @@ def bn_study(name: str, profile: str | None = None, tracking_uri: str | None = N
         return [band(g, groups[g][low], groups[g][high or low], w) for g in found]
 
     if not bands("step_loss"):
-        raise UserError(f"the runs of sweep '{sweep.spec.name}' logged no per-step loss: give the spec's base a "
-                        "`probe:` block (step_loss: true), as experiments/bn_landscape_002.yaml does, and run it again.")
+        raise UserError(
+            f"the runs of sweep '{sweep.spec.name}' logged no per-step loss: give the spec's base a "
+            "`probe:` block (step_loss: true), as experiments/bn_landscape_002.yaml does, and run it again."
+        )
     title = sweep.spec.title or sweep.spec.name
-    figures = {"loss_band": loss_band_figure(bands("step_loss"), f"{title}<br><sup>training loss per step, min-max over learning rates</sup>")}
+    figures = {
+        "loss_band": loss_band_figure(
+            bands("step_loss"), f"{title}<br><sup>training loss per step, min-max over learning rates</sup>"
+        )
+    }
     if bands("beta_smooth"):
         ranges = "min-max over step sizes and learning rates"
         figures["probe_loss_range"] = band_overlay_figure(
-            bands("probe_loss_min", "probe_loss_max", 1), f"{title}<br><sup>loss along the gradient, {ranges}</sup>", "loss")
+            bands("probe_loss_min", "probe_loss_max", 1),
+            f"{title}<br><sup>loss along the gradient, {ranges}</sup>",
+            "loss",
+        )
         figures["probe_grad_pred"] = band_overlay_figure(
-            bands("grad_pred_min", "grad_pred_max", 1), f"{title}<br><sup>gradient predictiveness, {ranges}</sup>",
-            "||grad(w - eta g) - g||", log_y=True)
+            bands("grad_pred_min", "grad_pred_max", 1),
+            f"{title}<br><sup>gradient predictiveness, {ranges}</sup>",
+            "||grad(w - eta g) - g||",
+            log_y=True,
+        )
         figures["probe_beta_smooth"] = band_overlay_figure(
-            bands("beta_smooth", None, 1), f"{title}<br><sup>effective beta-smoothness, min-max over learning rates</sup>",
-            "max ||grad(w - eta g) - g|| / ||eta g||", log_y=True)
+            bands("beta_smooth", None, 1),
+            f"{title}<br><sup>effective beta-smoothness, min-max over learning rates</sup>",
+            "max ||grad(w - eta g) - g|| / ||eta g||",
+            log_y=True,
+        )
     return save_and_log(sweep, sweep.parent_id, figures, "figures/bn", out)

@@ -9,6 +9,7 @@ from torchvision.models.densenet import DenseNet
 
 from sweeper.models.activations import swap_relus
 from sweeper.models.registry import register_model
+from sweeper.schema.config import DenseNet as DenseNetConfig
 
 
 class _DenseNet(DenseNet):
@@ -42,37 +43,27 @@ def _densenet(
     return swap_relus(model, activation)
 
 
-@register_model
-def densenet121(
-    *, activation: str = "relu", num_classes: int = 10, growth_rate: int = 24, init_features: int = 64,
-    dropout: float = 0.2,
-) -> nn.Module:  # fmt: skip
-    """DenseNet-121 (blocks 6,12,24,16), k=24: 3.97M params."""
-    return _densenet((6, 12, 24, 16), activation, num_classes, growth_rate, init_features, dropout)
+# Defaults live in the spec schema (sweeper.schema.config.DenseNet), written once.
+_DEFAULTS = {k: DenseNetConfig.model_fields[k].default for k in ("growth_rate", "init_features", "dropout")}
+_BLOCKS = {  # name: (dense layers per block, the parameter count at the defaults)
+    "densenet121": ((6, 12, 24, 16), "3.97M params"),
+    "densenet169": ((6, 12, 32, 32), "7.11M params (not in the report)"),
+    "densenet201": ((6, 12, 48, 32), "10.29M params"),
+    "densenet264": ((6, 12, 64, 48), "17.40M params"),
+}
 
 
-@register_model
-def densenet169(
-    *, activation: str = "relu", num_classes: int = 10, growth_rate: int = 24, init_features: int = 64,
-    dropout: float = 0.2,
-) -> nn.Module:  # fmt: skip
-    """DenseNet-169 (blocks 6,12,32,32), k=24: 7.11M params (not in the report)."""
-    return _densenet((6, 12, 32, 32), activation, num_classes, growth_rate, init_features, dropout)
+def _register(name: str, blocks: tuple[int, int, int, int], params: str) -> None:
+    def build(
+        *, activation: str = "relu", num_classes: int = 10, growth_rate: int = _DEFAULTS["growth_rate"],
+        init_features: int = _DEFAULTS["init_features"], dropout: float = _DEFAULTS["dropout"],
+    ) -> nn.Module:  # fmt: skip
+        return _densenet(blocks, activation, num_classes, growth_rate, init_features, dropout)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"DenseNet-{name.removeprefix('densenet')} (blocks {','.join(map(str, blocks))}), k=24: {params}."
+    register_model(build)
 
 
-@register_model
-def densenet201(
-    *, activation: str = "relu", num_classes: int = 10, growth_rate: int = 24, init_features: int = 64,
-    dropout: float = 0.2,
-) -> nn.Module:  # fmt: skip
-    """DenseNet-201 (blocks 6,12,48,32), k=24: 10.29M params."""
-    return _densenet((6, 12, 48, 32), activation, num_classes, growth_rate, init_features, dropout)
-
-
-@register_model
-def densenet264(
-    *, activation: str = "relu", num_classes: int = 10, growth_rate: int = 24, init_features: int = 64,
-    dropout: float = 0.2,
-) -> nn.Module:  # fmt: skip
-    """DenseNet-264 (blocks 6,12,64,48), k=24: 17.40M params."""
-    return _densenet((6, 12, 64, 48), activation, num_classes, growth_rate, init_features, dropout)
+for _name, (_blocks, _params) in _BLOCKS.items():
+    _register(_name, _blocks, _params)

@@ -111,8 +111,6 @@ class FastNet(nn.Module):
 
 
 @register_model
-def fast_net(
-    *, activation: str = "gelu", num_classes: int = 10, widths: Sequence[int] = (64, 256, 256)
-) -> nn.Module:
+def fast_net(*, activation: str = "gelu", num_classes: int = 10, widths: Sequence[int] = (64, 256, 256)) -> nn.Module:
     """The `fast` recipe's network (experiments/fast.yaml), tuned for time to accuracy."""
     return FastNet(list(widths), activation, num_classes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from torch import nn
@@ -57,12 +57,10 @@ def _check_kwargs(name: str, builder: Callable[..., nn.Module], kwargs: dict[str
     accepted = [p for p in inspect.signature(builder).parameters if p not in ("activation", "num_classes")]
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
-        raise UserError(
-            f"model {name!r} takes no argument {unknown[0]!r}; it takes {', '.join(accepted) or 'none'}."
-        )
+        raise UserError(f"model {name!r} takes no argument {unknown[0]!r}; it takes {', '.join(accepted) or 'none'}.")
 
 
-def _suggest(name: str, choices: dict[str, object]) -> str:
+def _suggest(name: str, choices: Mapping[str, object]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     return f"{hint}Known models: {', '.join(sorted(choices))}."

@@ -122,4 +122,3 @@ def resnet18(*, activation: str = "relu", num_classes: int = 10, dropout: float 
 def resnet50(*, activation: str = "relu", num_classes: int = 10, dropout: float = 0.2) -> nn.Module:
     """torchvision's ResNet-50 adapted to 32x32 inputs (report 002: 23.52M params)."""
     return _torchvision_resnet(_Bottleneck, [3, 4, 6, 3], activation, num_classes, dropout)
-

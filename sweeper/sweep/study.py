@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
-from sweeper import tracking
-from sweeper.data import cached_source
 from sweeper.errors import UserError
+from sweeper.runs import tracking
+from sweeper.schema.spec import Cell, Spec, expand, load_spec
 from sweeper.settings import get_settings
-from sweeper.spec import Cell, Spec, expand, load_spec
+from sweeper.training.data import cached_source
 
 HEARTBEAT = 10  # seconds between a worker's heartbeats; silent for 3x this, its cell is handed on
 MAX_RETRY = 2  # times a cell whose worker died is handed to another worker
@@ -43,7 +45,6 @@ def storage_url(storage: str | None, tracking_uri: str) -> str:
 
 def _serialize_sqlite(engine: Any) -> None:
     """Take sqlite's write lock at BEGIN, so that two processes cannot both claim one waiting trial."""
-    from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
     def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
@@ -58,8 +59,6 @@ def _serialize_sqlite(engine: Any) -> None:
 
 def open_storage(url: str, heartbeat: int = HEARTBEAT) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats: a trial silent for 3 heartbeats is failed and retried."""
-    from sqlalchemy.engine import make_url
-
     sqlite = url.startswith("sqlite")
     kwargs = {"connect_args": {"timeout": 120}} if sqlite else {"pool_pre_ping": True}
     shown = url
@@ -67,7 +66,10 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT) -> optuna.storages.RDBSto
         try:
             shown = make_url(url).render_as_string(hide_password=True)
             storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=3 * heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             )
             break
@@ -91,8 +93,11 @@ def study_name(spec: Spec, profile: str | None) -> str:
     name = f"{spec.name}/{profile or 'default'}"
     if spec.search is None:
         return name
-    blob = json.dumps([spec.base, spec.profiles.get(profile or "", {}), spec.seeds, spec.search.model_dump(mode="json")],
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        [spec.base, spec.profiles.get(profile or "", {}), spec.seeds, spec.search.model_dump(mode="json")],
+        sort_keys=True,
+        default=str,
+    )
     return f"{name}/search-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
@@ -114,9 +119,16 @@ class Sweep:
         return self.study.study_name
 
 
-def open_sweep(spec_path: str | Path, profile: str | None = None, *, storage: str | None = None,
-               tracking_uri: str | None = None, heartbeat: int = HEARTBEAT, seed_offset: int = 0,
-               check_data: bool = False) -> Sweep:
+def open_sweep(
+    spec_path: str | Path,
+    profile: str | None = None,
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    heartbeat: int = HEARTBEAT,
+    seed_offset: int = 0,
+    check_data: bool = False,
+) -> Sweep:
     """Validate the spec (and that the dataset is prepared), then connect MLflow and the study (created on first use)."""
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
@@ -128,10 +140,16 @@ def open_sweep(spec_path: str | Path, profile: str | None = None, *, storage: st
     seed = None if search is None or search.seed is None else search.seed + seed_offset
     direction = search.objective.direction if search else "maximize"
     study = optuna.create_study(
-        storage=open_storage(storage_url(storage, store.uri), heartbeat), study_name=study_name(spec, profile),
-        direction=direction, sampler=_sampler(spec, seed), pruner=_pruner(spec), load_if_exists=True,
+        storage=open_storage(storage_url(storage, store.uri), heartbeat),
+        study_name=study_name(spec, profile),
+        direction=direction,
+        sampler=_sampler(spec, seed),
+        pruner=_pruner(spec),
+        load_if_exists=True,
     )
-    return Sweep(spec, spec_path, profile, store, tracking.experiment_id(store, spec.name), study, cells)
+    exp_id = tracking.experiment_id(store, spec.name)
+    assert exp_id is not None  # created when missing
+    return Sweep(spec, spec_path, profile, store, exp_id, study, cells)
 
 
 def _sampler(spec: Spec, seed: int | None) -> optuna.samplers.BaseSampler:

@@ -16,9 +16,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from sweeper import tables, tracking
+from sweeper import tables
 from sweeper.errors import UserError
 from sweeper.plots import save_figure
+from sweeper.runs import tracking
 
 SCALE = {"percent": 100.0}  # display units of a metric format (the table shows percent as 0-100)
 
@@ -28,10 +29,14 @@ def curves(table: tables.Table, metric: str, store: tracking.Store) -> pd.DataFr
     records = []
     for row, (label, run_ids) in enumerate(zip(table.labels, table.run_ids)):
         for run_id in run_ids:
-            records += [(row, label, run_id, step, value) for step, value in tracking.metric_history(store, run_id, metric)]
+            records += [
+                (row, label, run_id, step, value) for step, value in tracking.metric_history(store, run_id, metric)
+            ]
     if not records:
-        raise UserError(f"no finished run of sweep '{table.name}' logged the metric '{metric}' per epoch "
-                        "(per-epoch metrics: train_loss, train_acc, val_loss, val_acc, lr, epoch_time, images_per_s).")
+        raise UserError(
+            f"no finished run of sweep '{table.name}' logged the metric '{metric}' per epoch "
+            "(per-epoch metrics: train_loss, train_acc, val_loss, val_acc, lr, epoch_time, images_per_s)."
+        )
     long = pd.DataFrame(records, columns=["row", "label", "run_id", "epoch", "value"])
     out = long.groupby(["row", "label", "epoch"], sort=True)["value"].agg(["mean", "std", "min", "max", "count"])
     return out.rename(columns={"count": "n"}).reset_index()
@@ -41,8 +46,10 @@ def bars(table: tables.Table, column: int = 0) -> pd.DataFrame:
     """One table metric per row: mean, std and n over seeds, in display units, and the row's state."""
     metric = table.metrics[column]
     scale = SCALE.get(metric.format, 1.0)
-    rows = [(label, row[column].mean * scale, row[column].std * scale, len(row[column].values), row[column].status)
-            for label, row in zip(table.labels, table.values)]
+    rows = [
+        (label, row[column].mean * scale, row[column].std * scale, len(row[column].values), row[column].status)
+        for label, row in zip(table.labels, table.values)
+    ]
     return pd.DataFrame(rows, columns=["label", "mean", "std", "n", "status"])
 
 
@@ -53,24 +60,61 @@ def _rgba(colour: str, alpha: float) -> str:
 
 def comparison_figure(curve: pd.DataFrame, bar: pd.DataFrame, metric: str, bar_title: str, title: str) -> go.Figure:
     """Left: each row's mean curve over seeds with its min-max band; right: bars with ±std error bars."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4],
-                        subplot_titles=(f"{metric} per epoch (mean over seeds, band: min–max)", f"{bar_title} (mean ± std)"))
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.6, 0.4],
+        subplot_titles=(f"{metric} per epoch (mean over seeds, band: min–max)", f"{bar_title} (mean ± std)"),
+    )
     palette = qualitative.Plotly
     for i, label in enumerate(bar["label"]):
         colour, part = palette[i % len(palette)], curve[curve["label"] == label]
         if len(part) and part["n"].max() > 1:
             x = list(part["epoch"]) + list(part["epoch"])[::-1]
             y = list(part["max"]) + list(part["min"])[::-1]
-            fig.add_trace(go.Scatter(x=x, y=y, fill="toself", fillcolor=_rgba(colour, 0.2), line={"width": 0},
-                                     hoverinfo="skip", showlegend=False, legendgroup=label), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    fill="toself",
+                    fillcolor=_rgba(colour, 0.2),
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    legendgroup=label,
+                ),
+                row=1,
+                col=1,
+            )
         if len(part):
-            fig.add_trace(go.Scatter(x=part["epoch"], y=part["mean"], mode="lines+markers", name=label,
-                                     line={"color": colour}, legendgroup=label,
-                                     customdata=part["n"], hovertemplate="%{y:.4g} (n=%{customdata})"), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=part["epoch"],
+                    y=part["mean"],
+                    mode="lines+markers",
+                    name=label,
+                    line={"color": colour},
+                    legendgroup=label,
+                    customdata=part["n"],
+                    hovertemplate="%{y:.4g} (n=%{customdata})",
+                ),
+                row=1,
+                col=1,
+            )
     ticks = [f"{r.label} ({r.status})" if r.n == 0 else r.label for r in bar.itertuples()]
-    fig.add_trace(go.Bar(x=ticks, y=bar["mean"], error_y={"type": "data", "array": bar["std"], "visible": True},
-                         marker_color=[palette[i % len(palette)] for i in range(len(bar))], showlegend=False,
-                         text=[f"n={n}" for n in bar["n"]], textposition="outside"), row=1, col=2)
+    fig.add_trace(
+        go.Bar(
+            x=ticks,
+            y=bar["mean"],
+            error_y={"type": "data", "array": bar["std"], "visible": True},
+            marker_color=[palette[i % len(palette)] for i in range(len(bar))],
+            showlegend=False,
+            text=[f"n={n}" for n in bar["n"]],
+            textposition="outside",
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_xaxes(title_text="epoch", row=1, col=1)
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_yaxes(title_text=bar_title, row=1, col=2)
@@ -78,23 +122,38 @@ def comparison_figure(curve: pd.DataFrame, bar: pd.DataFrame, metric: str, bar_t
     return fig
 
 
-def plot(name: str, metric: str = "val_acc", out: Path | None = None, profile: str | None = None,
-         tracking_uri: str | None = None, bar_metric: str | None = None, png: bool = True) -> list[Path]:
+def plot(
+    name: str,
+    metric: str = "val_acc",
+    out: Path | None = None,
+    profile: str | None = None,
+    tracking_uri: str | None = None,
+    bar_metric: str | None = None,
+    png: bool = True,
+) -> list[Path]:
     """Draw a sweep's comparison figure, save it and log it to the sweep's parent run; returns the files."""
     table = tables.build(name, profile, tracking_uri)
     out = out or Path("results") / f"{_stem(table)}-{metric}.html"
     return save_comparison(table, tracking.open_store(tracking_uri), metric, out, bar_metric, png)
 
 
-def save_comparison(table: tables.Table, store: tracking.Store, metric: str, out: Path,
-                    bar_metric: str | None = None, png: bool = True) -> list[Path]:
+def save_comparison(
+    table: tables.Table, store: tracking.Store, metric: str, out: Path, bar_metric: str | None = None, png: bool = True
+) -> list[Path]:
     """The comparison figure of a built table as out (.html, and .png beside it), logged under figures/."""
     keys = [m.key for m in table.metrics]
     if bar_metric is not None and bar_metric not in keys:
-        raise UserError(f"'{bar_metric}' is not a metric of the table of '{table.name}' (its metrics: {', '.join(keys)}).")
+        raise UserError(
+            f"'{bar_metric}' is not a metric of the table of '{table.name}' (its metrics: {', '.join(keys)})."
+        )
     column = keys.index(bar_metric) if bar_metric else 0
-    fig = comparison_figure(curves(table, metric, store), bars(table, column), metric,
-                            table.metrics[column].header, f"{table.title} [{table.profile or 'default'}]")
+    fig = comparison_figure(
+        curves(table, metric, store),
+        bars(table, column),
+        metric,
+        table.metrics[column].header,
+        f"{table.title} [{table.profile or 'default'}]",
+    )
     files = save_figure(fig, out.with_suffix("") if out.suffix == ".html" else out, png=png)
     if table.parent_run:
         tracking.log_files(store, table.parent_run, files, "figures")
@@ -110,17 +169,26 @@ def sweeps(store: tracking.Store) -> list[tuple[str, str]]:
     """(sweep name, profile) of every experiment in the store that has a sweep, in name order."""
     found = []
     for exp in sorted(store.client.search_experiments(), key=lambda e: e.name):
-        profiles = {r.data.tags.get(tracking.TAG + "profile", "default") for r in tracking.sweep_runs(store, exp.experiment_id)}
+        profiles = {
+            r.data.tags.get(tracking.Tag.PROFILE, "default") for r in tracking.sweep_runs(store, exp.experiment_id)
+        }
         found += [(exp.name, p) for p in sorted(profiles)]
     return found
 
 
-def report(out: Path = Path("results"), tracking_uri: str | None = None, metric: str = "val_acc",
-           figures: bool = True, png: bool = True) -> Path:
+def report(
+    out: Path = Path("results"),
+    tracking_uri: str | None = None,
+    metric: str = "val_acc",
+    figures: bool = True,
+    png: bool = True,
+) -> Path:
     """Write out/report.md: every sweep's table (markdown) with a link to its comparison figure."""
     store = tracking.open_store(tracking_uri)
-    parts = [f"# Results\n\nRegenerated from the MLflow store `{store.uri}` by `sweeper report`; "
-             f"check a table with `sweeper table NAME --check {out / 'report.md'}`.\n"]
+    parts = [
+        f"# Results\n\nRegenerated from the MLflow store `{store.uri}` by `sweeper report`; "
+        f"check a table with `sweeper table NAME --check {out / 'report.md'}`.\n"
+    ]
     for name, profile in sweeps(store):
         parts.append(_section(name, profile, out, store, metric if figures else None, png))
     if len(parts) == 1:
@@ -140,14 +208,19 @@ def _section(name: str, profile: str, out: Path, store: tracking.Store, metric: 
     except UserError as exc:
         return f"## {name} [{profile}]\n\nCould not build this table: {exc}\n"
     source = f"; source: {table.source}" if table.source else ""
-    text = f"## {table.title}\n\nSweep `{table.name}`, profile `{profile}`{source}.\n\n{tables.render(table, 'markdown')}"
+    text = (
+        f"## {table.title}\n\nSweep `{table.name}`, profile `{profile}`{source}.\n\n{tables.render(table, 'markdown')}"
+    )
     if metric is None:
         return text
     try:
         files = save_comparison(table, store, metric, out / "figures" / f"{_stem(table)}.html", png=png)
     except UserError as exc:
         return text + f"\nNo figure: {exc}\n"
-    links = [f"[{metric} per epoch and {table.metrics[0].header}]({f.relative_to(out).as_posix()})"
-             for f in files if f.suffix == ".html"]
+    links = [
+        f"[{metric} per epoch and {table.metrics[0].header}]({f.relative_to(out).as_posix()})"
+        for f in files
+        if f.suffix == ".html"
+    ]
     images = [f"![{table.title}]({f.relative_to(out).as_posix()})" for f in files if f.suffix == ".png"]
     return text + "\n" + "\n\n".join(images + ["Figure: " + ", ".join(links)]) + "\n"

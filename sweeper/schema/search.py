@@ -10,11 +10,19 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from sweeper.config import Strict
+from sweeper.schema.config import Strict
 
 # Metrics a finished cell logs once (train.train's summary plus the runner's train_time).
-SUMMARY_METRICS = ("best_val_acc", "test_acc", "test_acc_best", "test_loss", "final_train_loss",
-                   "final_train_acc", "final_val_loss", "params")
+SUMMARY_METRICS = (
+    "best_val_acc",
+    "test_acc",
+    "test_acc_best",
+    "test_loss",
+    "final_train_loss",
+    "final_train_acc",
+    "final_val_loss",
+    "params",
+)
 # Metrics logged every epoch: what a pruner can watch.
 EPOCH_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 
@@ -128,8 +136,10 @@ class Objective(Strict):
     def _report_agrees(self) -> Objective:
         report = self.epoch_metric()
         if ("loss" in report) != (self.direction == "minimize"):
-            raise ValueError(f"the pruner watches '{report}', which cannot go the objective's way "
-                             f"({self.direction}); pick a report metric that does")
+            raise ValueError(
+                f"the pruner watches '{report}', which cannot go the objective's way "
+                f"({self.direction}); pick a report metric that does"
+            )
         return self
 
     def epoch_metric(self) -> str:
@@ -154,7 +164,9 @@ class Search(Strict):
         if self.sampler == "grid":
             floats = [k for k, t in kinds.items() if t == "float"]
             if floats:
-                raise ValueError(f"the grid sampler needs int or categorical params; {', '.join(floats)} is a float range")
+                raise ValueError(
+                    f"the grid sampler needs int or categorical params; {', '.join(floats)} is a float range"
+                )
         elif self.n_trials is None and self.timeout is None:
             raise ValueError("give a budget: n_trials, timeout (seconds) or both")
         if self.sampler == "cmaes":
@@ -165,8 +177,10 @@ class Search(Strict):
 
     def grid_space(self) -> dict[str, list[Any]]:
         """Every value of every param (grid sampler only)."""
-        return {k: p.bounds() if p.type == "categorical" else list(range(p.low, p.high + 1, p.step))
-                for k, p in self.params.items()}
+        return {
+            k: p.bounds() if p.type == "categorical" else list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+            for k, p in self.params.items()
+        }
 
     def budget(self) -> int | None:
         """Trials in the study: n_trials, else the grid's size (grid sampler), else unbounded."""

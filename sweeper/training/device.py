@@ -9,9 +9,9 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from sweeper.config import TrainConfig
 from sweeper.errors import UserError
 from sweeper.models import first_conv
+from sweeper.schema.config import TrainConfig
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -20,9 +20,13 @@ def pick_device(name: str = "auto") -> torch.device:
         try:
             device = torch.device(name)
         except RuntimeError as exc:
-            raise UserError(f"device '{name}' is not a device torch knows ({exc}); use auto, cpu, cuda or cuda:N.") from None
+            raise UserError(
+                f"device '{name}' is not a device torch knows ({exc}); use auto, cpu, cuda or cuda:N."
+            ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"device '{name}' was asked for, but torch sees no CUDA GPU here; use --device cpu or auto.")
+            raise UserError(
+                f"device '{name}' was asked for, but torch sees no CUDA GPU here; use --device cpu or auto."
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -76,8 +80,9 @@ def input_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
 
 def to_device(model: nn.Module, cfg: TrainConfig, device: torch.device) -> nn.Module:
     """Move a model to the device, channels_last if the config says so (the first conv excepted on CPUs)."""
-    model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    if cfg.channels_last and device.type == "cpu":
+    channels_last = cfg.channels_last and not (device.type == "cpu" and _narrow_conv(model))
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
+    if channels_last and device.type == "cpu":
         # oneDNN's bf16 weight gradient for a 3-channel channels_last conv ran many times slower
         # than NCHW (and erratically) on our AVX-512 CPU: NCHW images into an NCHW first conv,
         # channels_last after it.
@@ -85,3 +90,14 @@ def to_device(model: nn.Module, cfg: TrainConfig, device: torch.device) -> nn.Mo
         if conv is not None:
             conv.weight.data = conv.weight.data.contiguous()
     return model
+
+
+def _narrow_conv(model: nn.Module) -> bool:
+    """Whether a conv after the first takes fewer than 8 channels: channels_last is then unsafe on CPUs.
+
+    oneDNN (torch 2.14.1, seen on an AVX2 EPYC) corrupts memory in the backward of a channels_last
+    1x1 stride-2 conv with 3-7 input channels (a ResNet downsample at width 4): a segfault or a
+    double free. Such tiny widths only occur in tests and toy runs, so they train NCHW.
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return any(c.in_channels < 8 for c in convs[1:])

@@ -9,23 +9,21 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import torch
+
 # torch is imported inside the functions: `sweeper table` imports this module through tracking
 # and has no use for it.
-
-FORMAT = 1  # bump when the layout of the checkpoint dict changes
 
 
 def snapshot(obj: Any) -> Any:
     """A copy of a state tree that later training steps cannot change: tensors cloned, containers copied."""
     # A device-side clone costs microseconds on a GPU; the slow part (copy to the host,
     # pickling, the write) then runs on the background worker while the next epoch trains.
-    import torch
-
     if isinstance(obj, torch.Tensor):
         return obj.detach().clone()
     if isinstance(obj, dict):
@@ -35,10 +33,8 @@ def snapshot(obj: Any) -> Any:
     return obj
 
 
-def save(state: dict[str, Any], path: Path) -> Path:
+def save(state: Mapping[str, Any], path: Path) -> Path:
     """torch.save to a temp file beside `path`, fsync, then rename: readers see the old or the new file."""
-    import torch
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -55,8 +51,6 @@ def save(state: dict[str, Any], path: Path) -> Path:
 
 def load(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint onto the CPU without unpickling code (weights_only=True)."""
-    import torch
-
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

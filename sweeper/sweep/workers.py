@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -44,17 +45,15 @@ def cpu_count() -> int:
 def assignments(jobs: int, devices: list[int] | None, device: str) -> list[tuple[dict[str, str], str, int | None]]:
     """(environment, --device, --threads) per worker: a GPU each where there are GPUs, else a CPU share."""
     if devices is None and device in ("auto", "cuda"):
-        import torch
-
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else None
     if devices:
-        import torch
-
         have = torch.cuda.device_count() if torch.cuda.is_available() else 0
         bad = [d for d in devices if not 0 <= d < have]
         if bad or device not in ("auto", "cuda"):
-            raise UserError(f"--devices {','.join(map(str, devices))} asks for CUDA GPUs {bad or devices}, but torch "
-                            f"sees {have} GPU(s) here and --device is '{device}'. Drop --devices to run on the CPU.")
+            raise UserError(
+                f"--devices {','.join(map(str, devices))} asks for CUDA GPUs {bad or devices}, but torch "
+                f"sees {have} GPU(s) here and --device is '{device}'. Drop --devices to run on the CPU."
+            )
         jobs = max(jobs, 1)
         # Each worker sees only its own GPU: no stray CUDA context on GPU 0 from every process.
         return [({"CUDA_VISIBLE_DEVICES": str(devices[i % len(devices)])}, "cuda", None) for i in range(jobs)]
@@ -64,9 +63,23 @@ def assignments(jobs: int, devices: list[int] | None, device: str) -> list[tuple
 
 def command(launch: Launch, index: int, device: str, threads: int | None) -> list[str]:
     """The `sweeper worker` command line of worker `index`."""
-    cmd = [sys.executable, "-m", "sweeper", "worker", str(launch.spec_path), "--storage", launch.storage,
-           "--tracking-uri", launch.tracking_uri, "--device", device, "--heartbeat", str(launch.heartbeat),
-           "--index", str(index)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sweeper",
+        "worker",
+        str(launch.spec_path),
+        "--storage",
+        launch.storage,
+        "--tracking-uri",
+        launch.tracking_uri,
+        "--device",
+        device,
+        "--heartbeat",
+        str(launch.heartbeat),
+        "--index",
+        str(index),
+    ]
     if launch.profile:
         cmd += ["--profile", launch.profile]
     if threads:
@@ -77,27 +90,39 @@ def command(launch: Launch, index: int, device: str, threads: int | None) -> lis
 def render(snap: Any, procs: list[subprocess.Popen]) -> Group:
     """Cells done / running / failed / pruned / left, and each busy worker's cell and epoch."""
     alive = sum(p.poll() is None for p in procs)
-    head = (f"cells: [green]{snap.count('done')} done[/] · {snap.count('running')} running · "
-            f"[red]{snap.count('failed')} failed[/] · [yellow]{snap.count('pruned')} pruned[/] · "
-            f"{snap.count('left')} left   ({alive}/{len(procs)} workers alive)")
+    head = (
+        f"cells: [green]{snap.count('done')} done[/] · {snap.count('running')} running · "
+        f"[red]{snap.count('failed')} failed[/] · [yellow]{snap.count('pruned')} pruned[/] · "
+        f"{snap.count('left')} left   ({alive}/{len(procs)} workers alive)"
+    )
     table = Table("worker", "cell", "epoch", box=None, pad_edge=False)
     for worker, cell, epoch, epochs in sorted(snap.active):
         table.add_row(worker, cell, f"{epoch}/{epochs}")
     return Group(head, table)
 
 
-def run_local(launch: Launch, plan: list[tuple[dict[str, str], str, int | None]], *, poll: Callable[[], Any],
-              console: Console) -> None:
+def run_local(
+    launch: Launch, plan: list[tuple[dict[str, str], str, int | None]], *, poll: Callable[[], Any], console: Console
+) -> None:
     """Start one worker per `assignments` entry and show progress until all exit; Ctrl-C stops them cleanly."""
     launch.log_dir.mkdir(parents=True, exist_ok=True)
     logs = [launch.log_dir / f"{launch.spec_path.stem}-worker{i}.log" for i in range(len(plan))]
     procs = []
     for i, (env, device, threads) in enumerate(plan):
         with logs[i].open("w") as log:  # the child keeps its own handle
-            procs.append(subprocess.Popen(command(launch, i, device, threads), stdout=log, stderr=subprocess.STDOUT,
-                                          env={**os.environ, **env, "COLUMNS": "160"}, start_new_session=True))
-    console.print(f"{len(procs)} workers started ({', '.join(e.get('CUDA_VISIBLE_DEVICES', 'cpu') for e, _, _ in plan)}); "
-                  f"logs in {launch.log_dir}")
+            procs.append(
+                subprocess.Popen(
+                    command(launch, i, device, threads),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **env, "COLUMNS": "160"},
+                    start_new_session=True,
+                )
+            )
+    console.print(
+        f"{len(procs)} workers started ({', '.join(e.get('CUDA_VISIBLE_DEVICES', 'cpu') for e, _, _ in plan)}); "
+        f"logs in {launch.log_dir}"
+    )
     try:
         with Live(render(poll(), procs), console=console, refresh_per_second=1, transient=False) as live:
             while any(p.poll() is None for p in procs):
@@ -113,5 +138,6 @@ def run_local(launch: Launch, plan: list[tuple[dict[str, str], str, int | None]]
     for i, p in enumerate(procs):
         if p.returncode:
             tail = "\n".join(logs[i].read_text(errors="replace").splitlines()[-15:])
-            console.print(f"[red]worker {i} exited with code {p.returncode}[/]; last lines of {logs[i]}:\n{tail}",
-                          highlight=False)
+            console.print(
+                f"[red]worker {i} exited with code {p.returncode}[/]; last lines of {logs[i]}:\n{tail}", highlight=False
+            )

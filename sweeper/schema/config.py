@@ -6,7 +6,7 @@ override key, the MLflow param and the table column.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
@@ -186,7 +186,9 @@ class ProbeSpec(Strict):
 
     every: int = Field(10, ge=1, description="probe every this many steps (step 1 included)")
     etas: list[Annotated[float, Field(gt=0.0, le=1e6)]] = Field(
-        default=[0.25, 0.5, 1.0, 2.0, 4.0], min_length=1, max_length=32,
+        default=[0.25, 0.5, 1.0, 2.0, 4.0],
+        min_length=1,
+        max_length=32,
         description="step sizes along -g, as multiples of the current lr",
     )
     step_loss: bool = Field(True, description="log the training loss of every step as `step_loss`")
@@ -271,8 +273,6 @@ def merge(base: dict[str, Any], override: dict[str, Any], top: bool = True) -> d
 
 def _members(annotation: Any) -> list[type[BaseModel]]:
     """The pydantic models inside an annotation (Annotated, Union, Optional unwrapped)."""
-    from typing import get_args
-
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for arg in get_args(annotation) for m in _members(arg)]
@@ -280,8 +280,6 @@ def _members(annotation: Any) -> list[type[BaseModel]]:
 
 def kind_tags() -> set[str]:
     """Every `name` tag of the kind fields: pydantic puts them in error locations."""
-    from typing import get_args
-
     tags: set[str] = set()
     for field in KIND_FIELDS:
         for member in _members(TrainConfig.model_fields[field].annotation):
@@ -305,7 +303,5 @@ def fields_at(root: type[BaseModel], loc: tuple) -> list[str]:
 
 
 def _tag_values(model: type[BaseModel]) -> tuple:
-    from typing import get_args
-
     field = model.model_fields.get("name")
     return get_args(field.annotation) if field else ()

@@ -1,6 +1,6 @@
 """CIFAR-10 sources -> one cached uint8 array file -> seeded stratified splits (+ a synthetic set for tests).
 
-The readers of each source layout are in sweeper.data_sources; this module caches what they return.
+The readers of each source layout are in sources.py (types in splits.py); this module caches what they return.
 """
 
 from __future__ import annotations
@@ -8,50 +8,20 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torchvision import datasets
 
 from sweeper.errors import DatasetMissing, UserError
+from sweeper.schema.spec import Cell
 from sweeper.settings import get_settings
+from sweeper.training.sources import read_source
+from sweeper.training.splits import CLASSES, CifarData, Split, as_split  # noqa: F401 - re-exported
 
-if TYPE_CHECKING:
-    from sweeper.spec import Cell
-
-CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
 CACHE_NAME = "cifar10.npz"
 _CACHE_VERSION = 1
-
-
-@dataclass
-class Split:
-    """Images as uint8 [N,3,32,32] contiguous NCHW, labels as int64 [N]."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class CifarData:
-    """The three splits one run trains, selects and reports on."""
-
-    train: Split
-    val: Split
-    test: Split
-    source: str = "unknown"
-
-
-def _split(images: np.ndarray, labels: np.ndarray) -> Split:
-    return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64)))
 
 
 # --- the cache ------------------------------------------------------------------------------
@@ -97,14 +67,10 @@ def prepare(
     cache = data_dir / CACHE_NAME
     if cache.is_file() and not force:
         return cache
-    from sweeper.data_sources import read_source  # data_sources builds on this module's Split
-
     if source is not None:
         train, test, description = read_source(source, progress=progress)
     elif download:
-        from torchvision.datasets import CIFAR10
-
-        CIFAR10(root=str(data_dir), download=True)  # fetches and checks cifar-10-python.tar.gz
+        datasets.CIFAR10(root=str(data_dir), download=True)  # fetches and checks cifar-10-python.tar.gz
         train, test, description = read_source(data_dir / "cifar-10-batches-py", progress=progress)
     else:
         raise DatasetMissing(_missing_message(data_dir))
@@ -129,8 +95,10 @@ def _read_cache(data_dir: Path | str, *keys: str) -> list[np.ndarray]:
 
 def load_cached(data_dir: Path | str) -> tuple[Split, Split]:
     """The prepared (full train, test) splits; DatasetMissing says how to prepare them."""
-    train_x, train_y, test_x, test_y = _read_cache(data_dir, "train_images", "train_labels", "test_images", "test_labels")
-    return _split(train_x, train_y), _split(test_x, test_y)
+    train_x, train_y, test_x, test_y = _read_cache(
+        data_dir, "train_images", "train_labels", "test_images", "test_labels"
+    )
+    return as_split(train_x, train_y), as_split(test_x, test_y)
 
 
 def cached_source(data_dir: Path | str) -> str:

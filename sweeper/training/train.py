@@ -25,15 +25,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweeper.augment import PER_IMAGE, augment_batch, default_workers, normalize, planned_batches
-from sweeper.config import TrainConfig
-from sweeper.data import CifarData, Split
-from sweeper.device import autocast, input_format, needs_grad_scaler, pick_device, pick_precision, to_device
-from sweeper.device import choose_precision  # noqa: F401  (tests and benchmarks import it from here)
 from sweeper.models import count_params, create_model
-from sweeper.recipe import WeightAverage, build_optimizer, build_scheduler, loss_fn
+from sweeper.schema.config import TrainConfig
+from sweeper.training.augment import PER_IMAGE, augment_batch, default_workers, normalize, planned_batches
+from sweeper.training.data import CifarData, Split
+from sweeper.training.device import (
+    autocast,
+    choose_precision,  # noqa: F401  (tests and benchmarks import it from here)
+    input_format,
+    needs_grad_scaler,
+    pick_device,
+    pick_precision,
+    to_device,
+)
+from sweeper.training.recipe import WeightAverage, build_optimizer, build_scheduler, loss_fn
+from sweeper.training.state import Best, LoopState
 
-OnEpoch = Callable[[dict[str, float], Callable[[], dict[str, Any]]], None]
+OnEpoch = Callable[[dict[str, float], Callable[[], LoopState]], None]
 FIT_SAMPLE = 5000  # training images a model's data-dependent init (`fit_data`) sees
 
 
@@ -75,7 +83,9 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, cfg: TrainConfig, device: torch.device, precision: str) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, split: Split, cfg: TrainConfig, device: torch.device, precision: str
+) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of a split, in eval mode, in large batches; `tta` adds each mirror image."""
     if len(split.labels) == 0:
         return math.nan, math.nan
@@ -110,8 +120,13 @@ def fit_to_data(model: nn.Module, images: torch.Tensor, cfg: TrainConfig) -> Non
 
 
 def epoch_batches(
-    cfg: TrainConfig, data: CifarData, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-    steps: int, fmt: torch.memory_format,
+    cfg: TrainConfig,
+    data: CifarData,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    generator: torch.Generator,
+    steps: int,
+    fmt: torch.memory_format,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (normalised augmented images, labels) in a seeded random order, on the labels' device.
 
@@ -125,8 +140,9 @@ def epoch_batches(
     if cfg.data.augment in PER_IMAGE:
         seeds = torch.randint(2**62, (steps,), generator=generator).tolist()
         plan = [(i.cpu(), seed) for i, seed in zip(index, seeds)]
-        batches = planned_batches(data.train.images, cfg.data.augment, plan, workers=default_workers(),
-                                  pin=device.type == "cuda")
+        batches = planned_batches(
+            data.train.images, cfg.data.augment, plan, workers=default_workers(), pin=device.type == "cuda"
+        )
     else:
         batches = (augment_batch(images[i], cfg.data.augment, generator) for i in index)
     for i, x in zip(index, batches):
@@ -143,7 +159,7 @@ def train(
     device: str | torch.device = "auto",
     on_epoch: OnEpoch | None = None,
     on_step: OnStep | None = None,
-    resume: dict[str, Any] | None = None,
+    resume: LoopState | None = None,
 ) -> TrainResult:
     """Train one config on one dataset; `resume` is a state from a previous `checkpoint()`.
 
@@ -167,11 +183,11 @@ def train(
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     evaluated = ema.module if ema is not None else model  # what validation, test and the result see
     # compiled wrappers share their module's weights; state dicts and hooks use the modules
-    net = torch.compile(model) if cfg.compile else model
-    eval_net = net if evaluated is model else torch.compile(evaluated) if cfg.compile else evaluated
+    net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
+    eval_net: nn.Module = net if evaluated is model else torch.compile(evaluated) if cfg.compile else evaluated  # type: ignore[assignment]
 
     history: list[dict[str, float]] = []
-    best = {"val_acc": -1.0, "epoch": 0}
+    best = Best(val_acc=-1.0, epoch=0)
     best_state = copy.deepcopy(evaluated.state_dict())
     start_epoch = 1
     if resume is not None:
@@ -179,7 +195,7 @@ def train(
         optimizer.load_state_dict(resume["optimizer"])
         if scheduler is not None and resume.get("scheduler") is not None:
             scheduler.load_state_dict(resume["scheduler"])
-        if ema is not None:
+        if ema is not None and resume["ema"] is not None:
             ema.load_state_dict(resume["ema"])
         scaler.load_state_dict(resume["scaler"])
         generator.set_state(resume["generator"])
@@ -199,8 +215,19 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if on_step is not None:
-                on_step(Step((epoch - 1) * steps + step + 1, epoch, loss.detach(), x, y, model, optimizer,
-                             criterion, lambda: autocast(device, precision)))
+                on_step(
+                    Step(
+                        (epoch - 1) * steps + step + 1,
+                        epoch,
+                        loss.detach(),
+                        x,
+                        y,
+                        model,
+                        optimizer,
+                        criterion,
+                        lambda: autocast(device, precision),
+                    )
+                )
             scaler.step(optimizer)
             scaler.update()
             if per_batch_schedule:
@@ -231,18 +258,24 @@ def train(
             raise FloatingPointError(f"training loss became {metrics['train_loss']} at epoch {epoch}")
         history.append({"epoch": epoch, **metrics})
         if math.isnan(val_acc) or val_acc > best["val_acc"]:
-            best = {"val_acc": val_acc, "epoch": epoch}
+            best = Best(val_acc=val_acc, epoch=epoch)
             best_state = copy.deepcopy(evaluated.state_dict())
         if on_epoch is not None:
-            def checkpoint(epoch: int = epoch) -> dict[str, Any]:
-                return {
-                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "scaler": scaler.state_dict(), "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(), "history": history, "best": best,
-                    "best_state": best_state,
-                }
+
+            def checkpoint(epoch: int = epoch, best: Best = best, best_state: dict = best_state) -> LoopState:
+                return LoopState(
+                    epoch=epoch,
+                    model=model.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict() if scheduler is not None else None,
+                    ema=ema.state_dict() if ema is not None else None,
+                    scaler=scaler.state_dict(),
+                    generator=generator.get_state(),
+                    torch_rng=torch.get_rng_state(),
+                    history=history,
+                    best=best,
+                    best_state=best_state,
+                )
 
             on_epoch({"epoch": epoch, **metrics}, checkpoint)
 

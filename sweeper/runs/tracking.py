@@ -8,22 +8,21 @@ without stepping on each other.
 
 from __future__ import annotations
 
-import functools
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
-from sweeper.config import flatten
 from sweeper.errors import UserError
+from sweeper.schema.config import flatten
+from sweeper.schema.spec import Cell, Spec
 from sweeper.settings import get_settings
-from sweeper.spec import Cell, Spec
+from sweeper.vocab import Tag
 
 # Keep the CLI snappy against a dead server: MLflow's default retries take minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -36,8 +35,6 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
-
-from sweeper.runs_db import TAG  # noqa: E402, F401 - one tag prefix for writers and runs_db's reader
 
 
 @dataclass
@@ -57,7 +54,9 @@ def open_store(uri: str | None = None) -> Store:
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
-        artifact_root = settings.artifact_root() if db.parent.resolve() == settings.store_dir.resolve() else db.parent / "artifacts"
+        artifact_root = (
+            settings.artifact_root() if db.parent.resolve() == settings.store_dir.resolve() else db.parent / "artifacts"
+        )
     elif uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
@@ -65,8 +64,6 @@ def open_store(uri: str | None = None) -> Store:
 
 
 def _check_server(uri: str) -> None:
-    import requests
-
     try:
         requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
     except requests.RequestException as exc:
@@ -91,16 +88,17 @@ def experiment_id(store: Store, name: str, create: bool = True) -> str | None:
 
 def finished_cells(store: Store, exp_id: str) -> dict[str, Any]:
     """cell id -> its newest FINISHED child run, in one query for the whole experiment."""
-    runs = search(store, exp_id, f"tags.`{TAG}role` = 'cell' and attributes.status = 'FINISHED'")
+    runs = search(store, exp_id, f"tags.`{Tag.ROLE}` = 'cell' and attributes.status = 'FINISHED'")
     done: dict[str, Any] = {}
     for run in runs:
-        done.setdefault(run.data.tags[TAG + "cell"], run)
+        done.setdefault(run.data.tags[Tag.CELL], run)
     return done
 
 
 def search(store: Store, exp_id: str, filter_string: str) -> list[Any]:
     """All runs matching a filter, newest first, across pages."""
-    runs, token = [], None
+    runs: list[Any] = []
+    token = None
     while True:
         page = store.client.search_runs(
             [exp_id], filter_string, max_results=1000, order_by=["attributes.start_time DESC"], page_token=token
@@ -111,49 +109,26 @@ def search(store: Store, exp_id: str, filter_string: str) -> list[Any]:
             return runs
 
 
-def sweep_run(store: Store, exp_id: str, spec: Spec, profile: str | None, spec_text: str) -> str:
-    """The parent run of (spec, profile): reused across invocations so resumed cells stay together."""
+def sweep_run(
+    store: Store, exp_id: str, spec: Spec, profile: str | None, spec_text: str, tags: dict[str, str] | None = None
+) -> str:
+    """The parent run of (spec, profile), reused across invocations so resumed cells stay together; `tags` go on a new one."""
     profile_tag = profile or "default"
-    found = search(store, exp_id, f"tags.`{TAG}role` = 'sweep' and tags.`{TAG}profile` = '{profile_tag}'")
+    found = search(store, exp_id, f"tags.`{Tag.ROLE}` = 'sweep' and tags.`{Tag.PROFILE}` = '{profile_tag}'")
     if found:
         run_id = found[0].info.run_id
         store.client.update_run(run_id, status="RUNNING")
     else:
-        tags = {TAG + "role": "sweep", TAG + "spec": spec.name, TAG + "profile": profile_tag, **environment_tags()}
+        tags = {Tag.ROLE: "sweep", Tag.SPEC: spec.name, Tag.PROFILE: profile_tag, **(tags or {})}
         run_id = store.client.create_run(exp_id, tags=tags, run_name=f"{spec.name} [{profile_tag}]").info.run_id
     store.client.log_text(run_id, spec_text, "spec.yaml")
-    store.client.set_tag(run_id, TAG + "table", spec.table.model_dump_json())
+    store.client.set_tag(run_id, Tag.TABLE, spec.table.model_dump_json())
     return run_id
 
 
 def end_run(store: Store, run_id: str, status: str = "FINISHED") -> None:
     """Mark a run FINISHED, FAILED or KILLED."""
     store.client.set_terminated(run_id, status=status)
-
-
-@functools.cache
-def environment_tags() -> dict[str, str]:
-    """Versions and hardware that explain a result: git commit (and whether it was dirty), torch, CUDA, host."""
-    import torch
-
-    tags = {
-        TAG + "torch": torch.__version__,
-        TAG + "cuda": str(torch.version.cuda),
-        TAG + "cudnn": str(torch.backends.cudnn.version()) if torch.backends.cudnn.is_available() else "None",
-        TAG + "host": platform.node(),
-    }
-    # The commit of the code that trained, wherever the command was started from.
-    repo = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            tags["mlflow.source.git.commit"] = commit.stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=5)
-            tags[TAG + "git_dirty"] = str(bool(dirty.stdout.strip()))
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return tags
 
 
 def epoch_metrics(metrics: dict[str, float], step: int) -> list[Metric]:
@@ -212,54 +187,49 @@ def has_artifact(store: Store, run_id: str, path: str) -> bool:
     return path in [a.path for a in store.client.list_artifacts(run_id, folder)]
 
 
-def log_model(store: Store, run_id: str, model: Any, example: Any) -> str:
-    """A torch model as an MLflow model of the run (torch.export's pt2: loads without sweeper's code); its URI."""
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import infer_signature
-
-    with torch.no_grad():
-        signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
-    mlflow.set_tracking_uri(store.uri)  # log_model resolves the store globally
-    # Without a fluent active run MLflow would file the model under the Default experiment:
-    # create it in the run's experiment and hand log_model its id and the run id.
-    run = store.client.get_run(run_id)
-    logged = store.client.create_logged_model(run.info.experiment_id, "model", run_id, params=run.data.params)
-    # Explicit requirements skip MLflow's inference, which re-imports the model in a subprocess;
-    # serving-input validation would reload the model just saved (a second per cell): the
-    # signature comes from running this very model on the example.
-    info = mlflow.pytorch.log_model(
-        model, name="model", run_id=run_id, model_id=logged.model_id, signature=signature,
-        input_example=example, serialization_format="pt2", validate_serving_input=False,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
-    )
-    set_tags(store, run_id, {TAG + "model_uri": info.model_uri})
-    return info.model_uri
-
-
-def cell_run(store: Store, exp_id: str, parent_id: str, cell: Cell, spec: Spec, profile: str | None,
-             extra_tags: dict[str, str] | None = None) -> Any:
-    """The context manager of a cell's run; it lives in cellrun.py, this is where callers look for it."""
-    from sweeper import cellrun  # cellrun builds on this module
-
-    return cellrun.cell_run(store, exp_id, parent_id, cell, spec, profile, extra_tags)
-
-
 def cell_runs(store: Store, exp_id: str) -> list[Any]:
     """Every child run of an experiment, newest first (tables read these)."""
-    return search(store, exp_id, f"tags.`{TAG}role` = 'cell'")
+    return search(store, exp_id, f"tags.`{Tag.ROLE}` = 'cell'")
 
 
 def sweep_runs(store: Store, exp_id: str) -> list[Any]:
     """Every parent run of an experiment, newest first."""
-    return search(store, exp_id, f"tags.`{TAG}role` = 'sweep'")
+    return search(store, exp_id, f"tags.`{Tag.ROLE}` = 'sweep'")
 
 
 def read_text_artifact(store: Store, run_id: str, path: str) -> str:
     """The text of one artifact of a run."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=store.uri)
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=store.uri
+        )
         return Path(local).read_text()
+
+
+class MlflowRuns:
+    """The table's reads through MlflowClient: any store (servers, other databases, other schemas)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.uri = store, store.uri
+
+    def experiment_id(self, name: str) -> str | None:
+        """The experiment's id, None when there is none."""
+        return experiment_id(self.store, name, create=False)
+
+    def experiment_names(self) -> list[str]:
+        """Names of the active experiments."""
+        return [e.name for e in self.store.client.search_experiments()]
+
+    def search(self, exp_id: str, role: str, profile: str | None = None) -> list[Any]:
+        """Runs tagged with this role (and profile), newest first."""
+        where = f"tags.`{Tag.ROLE}` = '{role}'" + (
+            f" and tags.`{Tag.PROFILE}` = '{profile}'" if profile is not None else ""
+        )
+        return search(self.store, exp_id, where)
+
+    def text_artifact(self, run: Any, path: str) -> str:
+        """The text of one artifact of a run."""
+        return read_text_artifact(self.store, run.info.run_id, path)
 
 
 # --- analysis (issue 7): metric histories, artifacts by path ---------------------------------
@@ -273,7 +243,9 @@ def metric_history(store: Store, run_id: str, key: str) -> list[tuple[int, float
 def download_artifact(store: Store, run_id: str, path: str, dst: Path) -> Path:
     """Download one artifact of a run into dst; a missing one is a UserError naming what the run has."""
     try:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=store.uri)
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=store.uri
+        )
     except (mlflow.exceptions.MlflowException, OSError):
         folder = path.rsplit("/", 1)[0] if "/" in path else None
         have = [a.path for a in store.client.list_artifacts(run_id, folder)]

@@ -1,7 +1,7 @@
 """CIFAR-10 as it arrives -> uint8 (train, test) splits: torchvision's pickled batches, an
 ImageFolder tree, or a .tar.gz of either, read in one streaming pass without extraction.
 
-data.py caches what these readers return; nothing here knows about the cache.
+data.py caches what these readers return (splits.py holds the types); nothing here knows about the cache.
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ import io
 import pickle
 import tarfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
 
-from sweeper.data import CLASSES, Split, _split
 from sweeper.errors import UserError
-
-if TYPE_CHECKING:
-    from rich.progress import Progress
+from sweeper.training.splits import CLASSES, Split, as_split
 
 _BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -47,8 +46,10 @@ def _from_batches(blobs: dict[str, bytes], where: str) -> tuple[Split, Split]:
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
             raise UserError(f"{where}/{name}: expected 'data' of shape [N, 3072], got {data.shape}.")
         parts["test" if name == "test_batch" else "train"].append((data.reshape(-1, 3, 32, 32), labels))
-    train, test = ((np.concatenate([d for d, _ in v]), np.concatenate([l for _, l in v])) for v in parts.values())
-    return _split(*train), _split(*test)
+    train, test = (
+        (np.concatenate([d for d, _ in v]), np.concatenate([labels for _, labels in v])) for v in parts.values()
+    )
+    return as_split(*train), as_split(*test)
 
 
 def _image_entry(parts: tuple[str, ...], where: str) -> tuple[str, int] | None:
@@ -72,6 +73,12 @@ def _keep(counts: dict[tuple[str, int], int], key: tuple[str, int], max_per_clas
     return True
 
 
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(member)
+    assert f is not None, member.name  # regular files only (checked by the caller)
+    return f.read()
+
+
 def _scan_tar(path: Path, max_per_class: int | None, bar: Progress) -> tuple[dict[str, bytes], list[_Entry]]:
     """One streaming pass over an archive, keeping batch pickles and ImageFolder images (no extraction)."""
     blobs: dict[str, bytes] = {}
@@ -85,9 +92,9 @@ def _scan_tar(path: Path, max_per_class: int | None, bar: Progress) -> tuple[dic
             if not member.isfile():
                 continue
             if len(parts) >= 2 and parts[-2] == "cifar-10-batches-py" and parts[-1] in _BATCHES:
-                blobs[parts[-1]] = tar.extractfile(member).read()
+                blobs[parts[-1]] = _read_member(tar, member)
             elif (key := _image_entry(parts, f"{path}:{member.name}")) and _keep(counts, key, max_per_class):
-                entries.append((*key, member.name, tar.extractfile(member).read()))
+                entries.append((*key, member.name, _read_member(tar, member)))
     bar.update(task, completed=path.stat().st_size)
     return blobs, entries
 
@@ -110,8 +117,6 @@ def _decode(entries: list[_Entry], where: str, bar: Progress) -> tuple[Split, Sp
         found = {label for s, label, _, _ in entries if s == split}
         if missing := [CLASSES[i] for i in range(len(CLASSES)) if i not in found]:
             raise UserError(f"{where}: no {split} images for {', '.join(missing)}; expected {_LAYOUTS}.")
-    from PIL import Image
-
     entries = sorted(entries, key=lambda e: e[:3])
     pixels = np.empty((len(entries), 32 * 32 * 3), dtype=np.uint8)
     task = bar.add_task(f"Decoding {len(entries):,} images", total=len(entries))
@@ -129,16 +134,13 @@ def _decode(entries: list[_Entry], where: str, bar: Progress) -> tuple[Split, Sp
     images = pixels.reshape(-1, 32, 32, 3).transpose(0, 3, 1, 2)
     labels = np.array([e[1] for e in entries], dtype=np.int64)
     is_train = np.array([e[0] == "train" for e in entries])
-    return _split(images[is_train], labels[is_train]), _split(images[~is_train], labels[~is_train])
+    return as_split(images[is_train], labels[is_train]), as_split(images[~is_train], labels[~is_train])
 
 
 def read_source(
     source: Path | str, *, max_per_class: int | None = None, progress: bool = True
 ) -> tuple[Split, Split, str]:
     """Read any supported CIFAR-10 source into (train, test, description); max_per_class caps ImageFolder reads."""
-    from rich.console import Console
-    from rich.progress import Progress
-
     path = Path(source).expanduser()
     if not path.exists():
         raise UserError(f"{path} does not exist; expected {_LAYOUTS}.")

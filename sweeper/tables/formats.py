@@ -9,13 +9,11 @@ import io
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sweeper.errors import UserError
-
-if TYPE_CHECKING:
-    from sweeper.spec import Column
-    from sweeper.tables import Table, Value
+from sweeper.schema.spec import Column
+from sweeper.tables.table import Table, Value
 
 FORMATS = ("markdown", "csv", "latex", "html")
 DAGGER = "†"
@@ -118,8 +116,10 @@ def _markdown(table: Table) -> str:
         return f"**{text}**" if bold else text
 
     n_keys = len(table.headers) - len(table.metrics)
-    lines = ["| " + " | ".join(table.headers) + " |",
-             "|" + "|".join("---" if i < n_keys else "---:" for i in range(len(table.headers))) + "|"]
+    lines = [
+        "| " + " | ".join(table.headers) + " |",
+        "|" + "|".join("---" if i < n_keys else "---:" for i in range(len(table.headers))) + "|",
+    ]
     lines += ["| " + " | ".join(cell(*c) for c in row) + " |" for row in marked_cells(table)]
     return "\n".join(lines) + "\n\n" + "\n".join(table.notes) + "\n"
 
@@ -131,9 +131,22 @@ def _csv(table: Table) -> str:
     return out.getvalue()
 
 
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-          "±": r"$\pm$", DAGGER: r"$^\dagger$", "≥": r"$\geq$", "–": "--"}
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    DAGGER: r"$^\dagger$",
+    "≥": r"$\geq$",
+    "–": "--",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -144,8 +157,10 @@ def latex_escape(text: str) -> str:
 def _latex(table: Table) -> str:
     n_keys = len(table.headers) - len(table.metrics)
     spec = "l" * n_keys + "r" * len(table.metrics)
-    body = [" & ".join(r"\textbf{" + latex_escape(t) + "}" if b else latex_escape(t) for t, b in row) + r" \\"
-            for row in marked_cells(table)]
+    body = [
+        " & ".join(r"\textbf{" + latex_escape(t) + "}" if b else latex_escape(t) for t, b in row) + r" \\"
+        for row in marked_cells(table)
+    ]
     lines = [
         r"% needs \usepackage{booktabs}",
         r"\begin{table}[htbp]",
@@ -174,8 +189,16 @@ def _html(table: Table) -> str:
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
     rows = ["<tr>" + "".join(td(i, t, b) for i, (t, b) in enumerate(row)) + "</tr>" for row in marked_cells(table)]
-    lines = ["<table>", f"<caption>{html.escape(table.title)}</caption>", f"<thead><tr>{head}</tr></thead>",
-             "<tbody>", *rows, "</tbody>", "</table>", *(f"<p>{html.escape(n)}</p>" for n in table.notes)]
+    lines = [
+        "<table>",
+        f"<caption>{html.escape(table.title)}</caption>",
+        f"<thead><tr>{head}</tr></thead>",
+        "<tbody>",
+        *rows,
+        "</tbody>",
+        "</table>",
+        *(f"<p>{html.escape(n)}</p>" for n in table.notes),
+    ]
     return "\n".join(lines) + "\n"
 
 

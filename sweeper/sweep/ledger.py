@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeper.spec import Cell, Spec
+from sweeper.schema.spec import Cell, Spec
+from sweeper.vocab import Attr
 
-A = "sweeper."  # prefix of our trial user attrs, like the MLflow tags
-KEEP = (A + "cell", A + "label", A + "seed", A + "epochs")  # what identifies a trial's cell
+KEEP = (Attr.CELL, Attr.LABEL, Attr.SEED, Attr.EPOCHS)  # what identifies a trial's cell
 
 
 @dataclass
@@ -65,8 +65,8 @@ def by_cell(trials: list[Any]) -> dict[str, list[Any]]:
     """Trials per cell id, oldest first; skipped trials (twin or empty claims) are left out."""
     out: dict[str, list] = {}
     for t in trials:
-        if A + "skip" not in t.user_attrs and A + "cell" in t.user_attrs:
-            out.setdefault(t.user_attrs[A + "cell"], []).append(t)
+        if Attr.SKIP not in t.user_attrs and Attr.CELL in t.user_attrs:
+            out.setdefault(t.user_attrs[Attr.CELL], []).append(t)
     return out
 
 
@@ -78,7 +78,7 @@ def cell_state(trials: list[Any]) -> str:
             return name
     if not trials:
         return "new"
-    return "interrupted" if trials[-1].user_attrs.get(A + "interrupted") else "failed"
+    return "interrupted" if trials[-1].user_attrs.get(Attr.INTERRUPTED) else "failed"
 
 
 def snapshot(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str]) -> Snapshot:
@@ -88,9 +88,10 @@ def snapshot(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str]) -
     if spec.search is None:
         names = {c.id: f"{c.label} seed={c.seed}" for c in cells}
     else:
-        names = {cid: f"{ts[0].user_attrs.get(A + 'label', cid)} seed={spec.seeds[0]}" for cid, ts in grouped.items()}
-    states = {cid: "done" if cid in done else show.get(s := _state_without_run(grouped.get(cid, [])), s)
-              for cid in names}
+        names = {cid: f"{ts[0].user_attrs.get(Attr.LABEL, cid)} seed={spec.seeds[0]}" for cid, ts in grouped.items()}
+    states = {
+        cid: "done" if cid in done else show.get(s := _state_without_run(grouped.get(cid, [])), s) for cid in names
+    }
     snap = Snapshot(states, names, {cid: ts[-1].number for cid, ts in grouped.items()})
     if spec.search is not None:
         budget = spec.search.budget()
@@ -98,22 +99,35 @@ def snapshot(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str]) -
     for cid, ts in grouped.items():
         for t in ts:
             if t.state.name == "RUNNING" and cid in names:
-                snap.active.append((t.user_attrs.get(A + "worker", "?"), names[cid],
-                                    t.user_attrs.get(A + "epoch", 0), t.user_attrs.get(A + "epochs", 0)))
+                snap.active.append(
+                    (
+                        t.user_attrs.get(Attr.WORKER, "?"),
+                        names[cid],
+                        t.user_attrs.get(Attr.EPOCH, 0),
+                        t.user_attrs.get(Attr.EPOCHS, 0),
+                    )
+                )
     return snap
 
 
-def to_enqueue(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str], retry_failed: bool) -> list[tuple[dict, dict]]:
+def to_enqueue(
+    spec: Spec, cells: list[Cell], trials: list[Any], done: set[str], retry_failed: bool
+) -> list[tuple[dict, dict]]:
     """(params, user attrs) of the trials to enqueue: new and interrupted cells, failed ones on request."""
     grouped = by_cell(trials)
     wanted = {"new", "interrupted"} | ({"failed"} if retry_failed else set())
     if spec.search is None:
-        todo = [(c.id, {}, cell_attrs(c)) for c in cells]
+        todo: list[tuple[str, dict[str, Any], dict[str, Any]]] = [(c.id, {}, cell_attrs(c)) for c in cells]
     else:  # a search re-runs only trials it already sampled; new ones are sampled by the workers
-        todo = [(cid, ts[-1].params, {k: ts[-1].user_attrs[k] for k in KEEP if k in ts[-1].user_attrs})
-                for cid, ts in grouped.items()]
-    return [(params, attrs) for cid, params, attrs in todo
-            if cid not in done and _state_without_run(grouped.get(cid, [])) in wanted]
+        todo = [
+            (cid, ts[-1].params, {k: ts[-1].user_attrs[k] for k in KEEP if k in ts[-1].user_attrs})
+            for cid, ts in grouped.items()
+        ]
+    return [
+        (params, attrs)
+        for cid, params, attrs in todo
+        if cid not in done and _state_without_run(grouped.get(cid, [])) in wanted
+    ]
 
 
 def _state_without_run(trials: list[Any]) -> str:
@@ -126,7 +140,7 @@ def _state_without_run(trials: list[Any]) -> str:
 
 def budget_used(trials: list[Any]) -> int:
     """Distinct cells a search has tried (retries and skipped claims not counted twice)."""
-    return len({t.user_attrs.get(A + "cell", f"#{t.number}") for t in trials if A + "skip" not in t.user_attrs})
+    return len({t.user_attrs.get(Attr.CELL, f"#{t.number}") for t in trials if Attr.SKIP not in t.user_attrs})
 
 
 def report(spec: Spec, before: Snapshot, after: Snapshot) -> SweepReport:

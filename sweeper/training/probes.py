@@ -25,8 +25,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.utils import get_total_norm
 
-from sweeper.config import TrainConfig
-from sweeper.train import OnStep, Step
+from sweeper.schema.config import TrainConfig
+from sweeper.training.train import OnStep, Step
 
 Criterion = Callable[[torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]
 LogFn = Callable[[dict[str, float], int], None]
@@ -87,20 +87,26 @@ class _WithLoss(nn.Module):
 
 
 def _loss_and_grad(
-    model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-    x: torch.Tensor, y: torch.Tensor, criterion: Criterion,
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    criterion: Criterion,
 ) -> tuple[float, list[torch.Tensor]]:
     """Loss and gradient at `params`; BatchNorm updates land in fresh copies of `buffers`."""
     leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
     scratch = {k: v.clone() for k, v in buffers.items()}
     state = {f"net.{k}": v for k, v in {**leaves, **scratch}.items()}
     loss = functional_call(_WithLoss(model, criterion), state, (x, y), strict=False)
-    grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves.values(), grads)]
+    raw = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves.values(), raw)]
     return float(loss.detach()), grads
 
 
-def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: Criterion, steps: Sequence[float]) -> ProbeResult:
+def probe(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: Criterion, steps: Sequence[float]
+) -> ProbeResult:
     """Loss and gradient at w - s*g for each step size s; leaves model, grads, buffers and RNG as found."""
     device = x.device
     params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}

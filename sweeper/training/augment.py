@@ -9,12 +9,12 @@ image needs its own random operations; they cost milliseconds per batch and can 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
 from sweeper.errors import UserError
 
@@ -54,8 +54,6 @@ def _crop_flip(x: torch.Tensor, generator: torch.Generator | None, pad: int = PA
 @cache
 def _per_image_transform(preset: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The torchvision v2 pipeline a preset applies to each image after the crop and flip."""
-    from torchvision.transforms import v2
-
     if preset == "autoaugment":
         return v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
     return v2.Compose(
@@ -137,6 +135,13 @@ def planned_batches(
     # batch_size=None: each plan entry is one ready-made batch; the loader keeps them in order.
     # Its own generator: a loader seeds its workers from torch's global RNG otherwise, and that
     # would shift the dropout masks of the run against the inline path.
-    loader = DataLoader(dataset, batch_size=None, sampler=plan, num_workers=workers, pin_memory=pin,
-                        prefetch_factor=2, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=plan,
+        num_workers=workers,
+        pin_memory=pin,
+        prefetch_factor=2,
+        generator=torch.Generator().manual_seed(0),
+    )
     return iter(loader)

@@ -16,10 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from sweeper.config import Strict, TrainConfig, fields_at, kind_tags, merge, unflatten
 from sweeper.errors import UserError
-from sweeper.search import SEARCH_TAGS, Search
-
+from sweeper.schema.config import Strict, TrainConfig, fields_at, kind_tags, merge, unflatten
+from sweeper.schema.search import SEARCH_TAGS, Search
 
 NumberFormat = Literal["percent", "loss", "params", "float", "int", "sci"]
 
@@ -86,7 +85,7 @@ class Spec(Strict):
         labels = [row.get("label") for row in rows or []]
         if any(not isinstance(label, str) or not label for label in labels):
             raise ValueError("every row needs a non-empty `label`")
-        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        dupes = sorted({str(label) for label in labels if labels.count(label) > 1})
         if dupes:
             raise ValueError(f"row labels must be unique; repeated: {', '.join(dupes)}")
         return rows
@@ -94,8 +93,10 @@ class Spec(Strict):
     @model_validator(mode="after")
     def _one_axis(self) -> Spec:
         if [self.rows, self.grid, self.search].count(None) != 2:
-            raise ValueError("give exactly one of `rows` (one per table row), `grid` (a cartesian product) "
-                             "or `search` (an Optuna search)")
+            raise ValueError(
+                "give exactly one of `rows` (one per table row), `grid` (a cartesian product) "
+                "or `search` (an Optuna search)"
+            )
         if self.search is not None and len(self.seeds) != 1:
             raise ValueError("a search trains one seed per trial: give a single seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -109,7 +110,8 @@ class Spec(Strict):
         if self.search is not None:
             return []  # search trials are sampled, not listed: see trial_cell
         keys = list(self.grid or {})
-        combos = itertools.product(*(self.grid[k] for k in keys)) if keys else [()]
+        grid = self.grid or {}
+        combos = itertools.product(*(grid[k] for k in keys)) if keys else [()]
         return [(", ".join(f"{k}={v}" for k, v in zip(keys, c)), dict(zip(keys, c))) for c in combos]
 
 
@@ -191,6 +193,7 @@ def expand(spec: Spec, profile: str | None = None, *, path: Path | None = None, 
             try:
                 config = TrainConfig.model_validate(resolved)
             except ValidationError as exc:
+
                 def candidates(loc: tuple, i: int = index) -> list[tuple]:
                     return _cell_locations(spec, i, profile, loc)
 
@@ -199,8 +202,15 @@ def expand(spec: Spec, profile: str | None = None, *, path: Path | None = None, 
     return cells
 
 
-def trial_cell(spec: Spec, profile: str | None, params: dict[str, Any], number: int = 0, *,
-               where: Path | None = None, tree: Any = None) -> Cell:
+def trial_cell(
+    spec: Spec,
+    profile: str | None,
+    params: dict[str, Any],
+    number: int = 0,
+    *,
+    where: Path | None = None,
+    tree: Any = None,
+) -> Cell:
     """The cell of one search trial: base + sampled dotted overrides + profile, validated like a row."""
     where = where or Path(f"<spec {spec.name}>")
     label = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
@@ -209,6 +219,7 @@ def trial_cell(spec: Spec, profile: str | None, params: dict[str, Any], number: 
         resolved = merge(merge(merge(unflatten(spec.base), unflatten(params)), prof), {"seed": spec.seeds[0]})
         config = TrainConfig.model_validate(resolved)
     except ValidationError as exc:
+
         def candidates(loc: tuple) -> list[tuple]:
             dotted = ".".join(str(p) for p in loc)
             hits = [("search", "params", k) for k in params if dotted == k or dotted.startswith(k + ".")]
@@ -263,8 +274,9 @@ def _line_of(tree: Any, loc: tuple) -> int | None:
     return node.start_mark.line + 1 if node is not None else line
 
 
-def _suggest(err: dict[str, Any], root: type) -> str:
+def _suggest(err: Any, root: type) -> str:
     """'did you mean' text for unknown keys and names."""
+    bad: Any
     if err["type"] == "extra_forbidden":
         bad, options = str(err["loc"][-1]), fields_at(root, err["loc"][:-1])
     else:

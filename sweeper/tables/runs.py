@@ -16,15 +16,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sweeper import runs_db
 from sweeper.errors import UserError
-from sweeper.runs_db import TAG
-from sweeper.spec import Cell, Spec, load_spec, parse_spec, trial_cell
-
-if TYPE_CHECKING:
-    from sweeper import tracking
+from sweeper.runs import db as runs_db
+from sweeper.schema.spec import Cell, Spec, load_spec, parse_spec, trial_cell
+from sweeper.settings import get_settings
+from sweeper.vocab import Tag
 
 T = TypeVar("T")
 
@@ -40,40 +38,8 @@ class Runs(Protocol):
     def text_artifact(self, run: Any, path: str) -> str: ...
 
 
-class MlflowRuns:
-    """The table's reads through MlflowClient: any store (servers, other databases, other schemas)."""
-
-    def __init__(self, store: tracking.Store) -> None:
-        self.store, self.uri = store, store.uri
-
-    def experiment_id(self, name: str) -> str | None:
-        """The experiment's id, None when there is none."""
-        from sweeper import tracking
-
-        return tracking.experiment_id(self.store, name, create=False)
-
-    def experiment_names(self) -> list[str]:
-        """Names of the active experiments."""
-        return [e.name for e in self.store.client.search_experiments()]
-
-    def search(self, exp_id: str, role: str, profile: str | None = None) -> list[Any]:
-        """Runs tagged with this role (and profile), newest first."""
-        from sweeper import tracking
-
-        where = f"tags.`{TAG}role` = '{role}'" + (f" and tags.`{TAG}profile` = '{profile}'" if profile is not None else "")
-        return tracking.search(self.store, exp_id, where)
-
-    def text_artifact(self, run: Any, path: str) -> str:
-        """The text of one artifact of a run."""
-        from sweeper import tracking
-
-        return tracking.read_text_artifact(self.store, run.info.run_id, path)
-
-
 def read_runs(tracking_uri: str | None, read: Callable[[Runs], T]) -> T:
     """read(runs) on runs_db's reader where it can read the store, else (or when it backs out) MlflowClient."""
-    from sweeper.settings import get_settings
-
     uri = get_settings().resolved_tracking_uri(tracking_uri)
     reader = runs_db.open_reader(uri)
     if reader is not None:
@@ -83,10 +49,10 @@ def read_runs(tracking_uri: str | None, read: Callable[[Runs], T]) -> T:
             pass  # reads only: starting over through MlflowClient is safe
         finally:
             reader.close()
-    from sweeper import tracking
+    # Here only: importing MLflow costs ~3 s of a ~4 s `sweeper table`, and the reader above avoids it.
+    from sweeper.runs import tracking
 
-    return read(MlflowRuns(tracking.open_store(uri)))
-
+    return read(tracking.MlflowRuns(tracking.open_store(uri)))
 
 
 @dataclass
@@ -113,9 +79,9 @@ def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, s
         exp_id = runs.experiment_id(spec.name)
         sweeps = runs.search(exp_id, "sweep") if exp_id else []
         if profile is None:
-            tag = sweeps[0].data.tags.get("sweeper.profile") if sweeps else None
+            tag = sweeps[0].data.tags.get(Tag.PROFILE) if sweeps else None
             profile = None if tag in (None, "default") else tag
-        parent = next((s for s in sweeps if s.data.tags.get("sweeper.profile") == (profile or "default")), None)
+        parent = next((s for s in sweeps if s.data.tags.get(Tag.PROFILE) == (profile or "default")), None)
         return spec, profile, parent.info.run_id if parent else None
     exp_id = runs.experiment_id(name_or_path)
     if exp_id is None:
@@ -125,12 +91,14 @@ def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, s
             f"Run `sweeper run experiments/{name_or_path}.yaml` first, or pass the spec's path."
         )
     sweeps = runs.search(exp_id, "sweep")
-    wanted = profile or (sweeps[0].data.tags.get("sweeper.profile") if sweeps else None)
-    match = [s for s in sweeps if s.data.tags.get("sweeper.profile") == (wanted or "default")]
+    wanted = profile or (sweeps[0].data.tags.get(Tag.PROFILE) if sweeps else None)
+    match = [s for s in sweeps if s.data.tags.get(Tag.PROFILE) == (wanted or "default")]
     if not match:
-        ran = sorted({s.data.tags.get("sweeper.profile", "?") for s in sweeps})
-        raise UserError(f"sweep '{name_or_path}' has never run with profile '{wanted}' in {runs.uri} "
-                        f"(profiles run: {', '.join(ran) or 'none'}).")
+        ran = sorted({s.data.tags.get(Tag.PROFILE, "?") for s in sweeps})
+        raise UserError(
+            f"sweep '{name_or_path}' has never run with profile '{wanted}' in {runs.uri} "
+            f"(profiles run: {', '.join(ran) or 'none'})."
+        )
     run_id = match[0].info.run_id
     text = runs.text_artifact(match[0], "spec.yaml")
     spec = parse_spec(text, Path(f"{name_or_path} (spec logged in MLflow run {run_id})"))
@@ -141,7 +109,7 @@ def run_state(run: Any) -> str:
     """A run's state as the table shows it; a KILLED run tagged as pruned was stopped by the pruner."""
     status, tags = run.info.status, run.data.tags
     if status == "KILLED":
-        pruned = tags.get(TAG + "state") == "pruned" or TAG + "pruned" in tags
+        pruned = tags.get(Tag.STATE) == "pruned" or Tag.PRUNED in tags
         return "pruned" if pruned else "interrupted"
     return {"FINISHED": "finished", "FAILED": "failed"}.get(status, "running")
 
@@ -152,9 +120,9 @@ def pick_runs(cells: list[Cell], runs: list[Any], profile: str | None, all_versi
     by_label: dict[tuple[str, str], list[Any]] = {}
     for run in runs:  # newest first
         tags = run.data.tags
-        by_cell.setdefault(tags.get(TAG + "cell", ""), []).append(run)
-        if all_versions and tags.get(TAG + "profile") == (profile or "default") and run.info.status == "FINISHED":
-            by_label.setdefault((tags.get(TAG + "row", ""), tags.get(TAG + "seed", "")), []).append(run)
+        by_cell.setdefault(tags.get(Tag.CELL, ""), []).append(run)
+        if all_versions and tags.get(Tag.PROFILE) == (profile or "default") and run.info.status == "FINISHED":
+            by_label.setdefault((tags.get(Tag.ROW, ""), tags.get(Tag.SEED, "")), []).append(run)
     picks = []
     for cell in cells:
         own = by_cell.get(cell.id, [])
@@ -192,16 +160,17 @@ def gc_paused() -> Iterator[None]:
 
 def trial_cells(spec: Spec, profile: str | None, runs: list[Any]) -> list[Cell]:
     """A search's rows are the trials that ran, in trial order, rebuilt from each run's sampled params."""
+    assert spec.search is not None
     first: dict[str, Any] = {}
     for run in reversed(runs):  # oldest first: a trial's number is fixed when it starts
-        first.setdefault(run.data.tags.get(TAG + "cell", ""), run)
+        first.setdefault(run.data.tags.get(Tag.CELL, ""), run)
     cells = []
-    for run in sorted(first.values(), key=lambda r: int(r.data.tags.get(TAG + "trial", 0))):
+    for run in sorted(first.values(), key=lambda r: int(r.data.tags.get(Tag.TRIAL, 0))):
         missing = [k for k in spec.search.params if k not in run.data.params]
         if missing:
             raise UserError(f"run {run.info.run_id} of search '{spec.name}' has no param {', '.join(missing)}.")
         params = {k: _parsed(p, run.data.params[k]) for k, p in spec.search.params.items()}
-        cells.append(trial_cell(spec, profile, params, int(run.data.tags.get(TAG + "trial", 0))))
+        cells.append(trial_cell(spec, profile, params, int(run.data.tags.get(Tag.TRIAL, 0))))
     return cells
 
 

@@ -21,20 +21,27 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
-from sweeper import cellrun, checkpoints, plots, tracking
-from sweeper.augment import NORMALIZE
-from sweeper.data import CifarData
-from sweeper.device import pick_precision
+from sweeper import plots
+from sweeper.analysis.filters import cell_figures
 from sweeper.errors import Pruned
-from sweeper.spec import Cell, Spec
-from sweeper.train import OnStep, TrainResult, build_model, train
+from sweeper.runs import cellrun, checkpoints, tracking
+from sweeper.schema.spec import Cell, Spec
+from sweeper.training import state as training_state
+from sweeper.training.augment import NORMALIZE
+from sweeper.training.data import CifarData
+from sweeper.training.device import pick_precision
+from sweeper.training.probes import make_step_hook
+from sweeper.training.state import LoopState
+from sweeper.training.train import OnStep, TrainResult, build_model, train
+from sweeper.vocab import Tag
 
 
 @dataclass
 class CellOutcome:
-    """How one cell ended: its display name, whether it finished, and its summary metrics."""
+    """How one cell ended: its display name, its MLflow run (None if none was made), whether it finished, and its summary."""
 
     name: str
+    run_id: str | None
     ok: bool
     pruned: bool = False
     summary: dict[str, float] | None = None
@@ -52,21 +59,26 @@ def run_cell(
     device: torch.device,
     progress: Progress,
     *,
+    on_run: Callable[[str], None] | None = None,
     on_epoch_hook: Callable[[dict[str, float]], None] | None = None,
     on_step: OnStep | None = None,
     extra_tags: dict[str, str] | None = None,
 ) -> CellOutcome:
     """Train one cell, logging every epoch; a failure is recorded on the run and returned, not raised.
 
-    `on_epoch_hook` sees each epoch's metrics once its checkpoint and metrics are queued for the
+    `on_run` gets the cell's MLflow run id as soon as the run exists (new or resumed); `on_epoch_hook` sees each epoch's metrics once its checkpoint and metrics are queued for the
     store (the sweeper's pruner raises `Pruned` from it); `on_step` is passed to the training loop
     (analysis probes). An interrupted earlier run of the cell is continued in place.
     """
     name = f"{cell.label} seed={cell.seed}"
     task = progress.add_task(f"  {name}", total=cell.config.epochs)
     tick = time.perf_counter()
+    run_id = None
     try:
         with cellrun.cell_run(store, exp_id, parent, cell, spec, profile, extra_tags) as log:
+            run_id = log.run_id
+            if on_run is not None:
+                on_run(run_id)
             # Before training: a resumed history grows as training continues it.
             earlier = sum(h["epoch_time"] for h in log.resume["history"]) if log.resume else 0.0
             result = _train_logged(log, cell, data, device, progress, task, on_epoch_hook, on_step)
@@ -75,20 +87,30 @@ def run_cell(
     except Pruned as exc:  # the run is tagged pruned and ended KILLED by cell_run
         progress.remove_task(task)
         progress.console.print(f"[yellow]{name} pruned: {exc}[/]")
-        return CellOutcome(name, ok=False, pruned=True, error=str(exc))
+        return CellOutcome(name, run_id, ok=False, pruned=True, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the run is marked FAILED with the error; the sweep goes on
         progress.remove_task(task)
         progress.console.print(f"[red]{name} failed: {type(exc).__name__}: {exc}[/]")
-        return CellOutcome(name, ok=False, error=f"{type(exc).__name__}: {exc}")
+        return CellOutcome(name, run_id, ok=False, error=f"{type(exc).__name__}: {exc}")
     progress.remove_task(task)
     s = result.summary
-    val = "" if math.isnan(s["best_val_acc"]) else f"best val {100 * s['best_val_acc']:.2f}% @ epoch {s['best_epoch']}, "
+    val = (
+        "" if math.isnan(s["best_val_acc"]) else f"best val {100 * s['best_val_acc']:.2f}% @ epoch {s['best_epoch']}, "
+    )
     progress.console.print(f"{name}: test_acc {100 * s['test_acc']:.2f}% ({val}{time.perf_counter() - tick:.0f} s)")
-    return CellOutcome(name, ok=True, summary=s)
+    return CellOutcome(name, run_id, ok=True, summary=s)
 
 
-def _train_logged(log: cellrun.CellLogger, cell: Cell, data: CifarData, device: torch.device, progress: Progress,
-                  task: Any, on_epoch_hook: Callable[[dict[str, float]], None] | None, on_step: OnStep | None) -> TrainResult:
+def _train_logged(
+    log: cellrun.CellLogger,
+    cell: Cell,
+    data: CifarData,
+    device: torch.device,
+    progress: Progress,
+    task: Any,
+    on_epoch_hook: Callable[[dict[str, float]], None] | None,
+    on_step: OnStep | None,
+) -> TrainResult:
     """The training loop with every epoch checkpointed and logged (from the run's checkpoint when resumed)."""
     name = f"{cell.label} seed={cell.seed}"
     log.set_tags(device_tags(device, cell.config.precision))
@@ -97,16 +119,14 @@ def _train_logged(log: cellrun.CellLogger, cell: Cell, data: CifarData, device: 
         progress.console.print(f"{name}: resuming run {log.run_id} after epoch {log.resume['epoch']}")
     config = cell.config.model_dump(mode="json")
 
-    def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], dict[str, Any]]) -> None:
-        state = checkpoints.snapshot({"format": checkpoints.FORMAT, "cell": cell.id, "config": config, **checkpoint()})
+    def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], LoopState]) -> None:
+        state = checkpoints.snapshot(training_state.checkpoint(checkpoint(), cell.id, config))
         log.log_epoch(metrics, state, best=state["best"]["epoch"] == metrics["epoch"])
         progress.update(task, completed=metrics["epoch"], description=f"  {name} val_acc {metrics['val_acc']:.3f}")
         if on_epoch_hook is not None:
             on_epoch_hook(metrics)
 
-    if on_step is None:
-        from sweeper.analysis.probes import make_step_hook
-
+    if on_step is None and cell.config.probe is not None:  # probes cost a sync per step: only when asked for
         on_step = make_step_hook(cell.config, log.log_step)
     result = train(cell.config, data, device=device, on_epoch=on_epoch, on_step=on_step, resume=log.resume)
     log.flush()
@@ -120,6 +140,8 @@ class PixelClassifier(nn.Module):
         super().__init__()
         mean, std = NORMALIZE[preset]
         self.model = model
+        self.shift: torch.Tensor
+        self.scale: torch.Tensor
         self.register_buffer("shift", torch.tensor(mean).mul(255).view(1, -1, 1, 1))
         self.register_buffer("scale", torch.tensor(std).mul(255).view(1, -1, 1, 1))
 
@@ -136,13 +158,23 @@ def log_results(log: cellrun.CellLogger, cell: Cell, data: CifarData, result: Tr
         model.eval()
         split = next(s for s in (data.test, data.val, data.train) if len(s))
         with tempfile.TemporaryDirectory() as tmp:
-            figures = plots.cell_figures(result.history, model, split.images[0], cell.config.data.normalize,
-                                         title=f"{cell.label} seed={cell.seed}")
-            log.log_files([f for stem, fig in figures.items() for f in plots.save_figure(fig, Path(tmp) / stem)], "plots")
+            figures = cell_figures(
+                result.history,
+                model,
+                split.images[0],
+                cell.config.data.normalize,
+                title=f"{cell.label} seed={cell.seed}",
+            )
+            log.log_files(
+                [f for stem, fig in figures.items() for f in plots.save_figure(fig, Path(tmp) / stem)], "plots"
+            )
         log.log_model(PixelClassifier(model, cell.config.data.normalize).eval(), split.images[:2].float().numpy())
     except Exception as exc:  # noqa: BLE001 - the metrics and checkpoints of a finished run stand on their own
-        print(f"warning: {cell.label} seed={cell.seed}: figures/model not logged ({type(exc).__name__}: {exc})", file=sys.stderr)
-        log.set_tags({"sweeper.artifacts_error": f"{type(exc).__name__}: {exc}"[:5000]})
+        print(
+            f"warning: {cell.label} seed={cell.seed}: figures/model not logged ({type(exc).__name__}: {exc})",
+            file=sys.stderr,
+        )
+        log.set_tags({Tag.ARTIFACTS_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
 
 
 def device_tags(device: torch.device, precision: str) -> dict[str, str]:
@@ -153,8 +185,7 @@ def device_tags(device: torch.device, precision: str) -> dict[str, str]:
         name = f"Apple {platform.machine()} (MPS)"
     else:
         name = _cpu_model()
-    return {"sweeper.device": str(device), "sweeper.device_name": name,
-            "sweeper.precision": pick_precision(precision, device)}
+    return {Tag.DEVICE: str(device), Tag.DEVICE_NAME: name, Tag.PRECISION: pick_precision(precision, device)}
 
 
 def _cpu_model() -> str:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweeper.config import TrainConfig
+from sweeper.schema.config import TrainConfig
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -25,7 +25,9 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     # op waits for its threads, and the per-tensor loop cost the ResNet a tenth of its step time.
     fused = {"fused": True} if o.name != "rmsprop" else {}
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, **fused)
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, **fused
+        )
     factory = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}[o.name]
     return factory(params, lr=o.lr, weight_decay=o.weight_decay, **fused)
 
@@ -79,7 +81,6 @@ def loss_fn(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor, nn.Module
         return loss
 
     return total
-
 
 
 class WeightAverage:

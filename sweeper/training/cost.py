@@ -17,9 +17,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeper.config import TrainConfig
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
 from sweeper.errors import UserError
-from sweeper.spec import Spec, expand, load_spec
+from sweeper.models import count_params
+from sweeper.schema.config import TrainConfig
+from sweeper.schema.spec import Spec, expand, load_spec, trial_cell
+from sweeper.training.train import build_model
 
 CIFAR_TRAIN_IMAGES = 50_000  # validation is held out of these
 CIFAR_TEST_IMAGES = 10_000
@@ -78,11 +83,6 @@ def model_cost(config: TrainConfig) -> ModelCost:
 
 @functools.cache
 def _model_cost(model_json: str, activation: str) -> ModelCost:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from sweeper.models import count_params
-    from sweeper.train import build_model
 
     # the network depends on the model block and the activation only; the rest is a placeholder
     config = TrainConfig.model_validate({"model": json.loads(model_json), "activation": activation, "epochs": 1})
@@ -139,8 +139,6 @@ def sweep_cost(spec: Spec, profile: str | None = None) -> SweepCost:
 
 def _trial_configs(spec: Spec, profile: str | None) -> list[TrainConfig]:
     """The configs at every edge of a search space (what `expand` validates for a search)."""
-    from sweeper.spec import trial_cell
-
     assert spec.search is not None
     return [trial_cell(spec, profile, over).config for over in spec.search.edge_overrides()]
 

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import requests
+
 from sweeper.errors import UserError
 
 
@@ -42,8 +44,10 @@ def _check_port(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); another server may be "
-                            "running there. Pick another port with --port.") from None
+            raise UserError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); another server may be "
+                "running there. Pick another port with --port."
+            ) from None
 
 
 # Stops the server group when the process that started it is gone, even by kill -9: the server
@@ -70,11 +74,21 @@ def command(store_dir: Path, host: str, port: int, workers: int = 1) -> list[str
     """The `mlflow server` command line for a store directory (sqlite backend, served artifacts)."""
     store_dir = store_dir.resolve()
     return [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{store_dir / 'mlflow.db'}",
-        "--artifacts-destination", str(store_dir / "artifacts"),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store_dir / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store_dir / "artifacts"),
         "--serve-artifacts",
-        "--host", host, "--port", str(port), "--workers", str(workers),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
     ]
 
 
@@ -112,13 +126,23 @@ class Server:
         return self.process.wait()
 
 
-def start(store_dir: Path, host: str = "127.0.0.1", port: int | None = None, *, workers: int = 1,
-          allow_remote: bool = False, log: Path | None = None, timeout: float = 120.0) -> Server:
+def start(
+    store_dir: Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    *,
+    workers: int = 1,
+    allow_remote: bool = False,
+    log: Path | None = None,
+    timeout: float = 120.0,
+) -> Server:
     """Start `mlflow server` over store_dir and wait until /health answers; errors are UserErrors."""
     if not is_loopback(host) and not allow_remote:
-        raise UserError(f"--host {host} would accept connections from other machines, and the server has no "
-                        "authentication. Pass --allow-remote if that is what you want (see README: basic-auth), "
-                        "or keep the default 127.0.0.1.")
+        raise UserError(
+            f"--host {host} would accept connections from other machines, and the server has no "
+            "authentication. Pass --allow-remote if that is what you want (see README: basic-auth), "
+            "or keep the default 127.0.0.1."
+        )
     if port is None:
         port = free_port(host)
     _check_port(host, port)
@@ -127,12 +151,25 @@ def start(store_dir: Path, host: str = "127.0.0.1", port: int | None = None, *, 
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
     # MLflow's job runner (GenAI scoring, trace archival) forks seven more Python processes that
     # sweeper never uses; without it the server starts several times faster.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+    }
     # Its own process group, so stopping it also stops the uvicorn workers it forks.
-    proc = subprocess.Popen(command(store_dir, host, port, workers), stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-    watchdog = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, str(os.getpid()), str(proc.pid)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(store_dir, host, port, workers),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    watchdog = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(os.getpid()), str(proc.pid)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     connect = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # a wildcard bind answers on loopback too
     server = Server(f"http://{f'[{connect}]' if ':' in connect else connect}:{port}", proc, log, watchdog)
     try:
@@ -145,14 +182,14 @@ def start(store_dir: Path, host: str = "127.0.0.1", port: int | None = None, *, 
 
 def wait_healthy(server: Server, timeout: float) -> None:
     """Poll GET /health until it answers 200; a server that exits or stays silent is a UserError."""
-    import requests
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             tail = server.log.read_text(errors="replace")[-2000:] if server.log and server.log.exists() else ""
-            raise UserError(f"mlflow server exited with code {server.process.returncode} before answering "
-                            f"on {server.url}.{' Its last output:' + chr(10) + tail if tail else ''}")
+            raise UserError(
+                f"mlflow server exited with code {server.process.returncode} before answering "
+                f"on {server.url}.{' Its last output:' + chr(10) + tail if tail else ''}"
+            )
         try:
             if requests.get(server.url + "/health", timeout=2).status_code == 200:
                 return

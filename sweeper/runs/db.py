@@ -25,7 +25,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-TAG = "sweeper."  # the prefix of every tag sweeper sets (tracking.py writes them)
+from sweeper.vocab import Tag
+
 # alembic revisions whose experiments/runs/tags/params/latest_metrics tables this module was checked
 # against (MLflow 3.17: mlflow/store/tracking/dbmodels/models.py). MLflow refuses any store not at its
 # own head revision, so a new MLflow means: check the models, then add its head here
@@ -117,9 +118,20 @@ class _Tables:
             return sa.table(name, *(sa.column(c) for c in columns))
 
         self.alembic_version = table("alembic_version", "version_num")
-        self.experiments = table("experiments", "experiment_id", "name", "lifecycle_stage", "creation_time", "workspace")
-        self.runs = table("runs", "run_uuid", "name", "status", "start_time", "end_time", "lifecycle_stage",
-                          "artifact_uri", "experiment_id")
+        self.experiments = table(
+            "experiments", "experiment_id", "name", "lifecycle_stage", "creation_time", "workspace"
+        )
+        self.runs = table(
+            "runs",
+            "run_uuid",
+            "name",
+            "status",
+            "start_time",
+            "end_time",
+            "lifecycle_stage",
+            "artifact_uri",
+            "experiment_id",
+        )
         self.tags = table("tags", "key", "value", "run_uuid")
         self.params = table("params", "key", "value", "run_uuid")
         self.latest_metrics = table("latest_metrics", "key", "value", "is_nan", "run_uuid")
@@ -156,8 +168,12 @@ class Reader:
     def experiment_names(self) -> list[str]:
         """Active experiments' names in search_experiments' default order (newest first, then id)."""
         e = self.t.experiments
-        query = (sa.select(e.c.name).where(e.c.lifecycle_stage == "active")
-                 .order_by(e.c.creation_time.desc(), e.c.experiment_id).limit(MAX_EXPERIMENTS))
+        query = (
+            sa.select(e.c.name)
+            .where(e.c.lifecycle_stage == "active")
+            .order_by(e.c.creation_time.desc(), e.c.experiment_id)
+            .limit(MAX_EXPERIMENTS)
+        )
         return [row.name for row in self.rows(query)]
 
     def search(self, exp_id: str, role: str, profile: str | None = None) -> list[Run]:
@@ -165,20 +181,42 @@ class Reader:
         r, tags = self.t.runs, self.t.tags
 
         def tagged(key: str, value: str) -> Any:
-            return sa.select(tags.c.run_uuid).where(tags.c.key == TAG + key, tags.c.value == value)
+            return sa.select(tags.c.run_uuid).where(tags.c.key == key, tags.c.value == value)
 
         chosen = sa.select(r.c.run_uuid).where(
-            r.c.experiment_id == int(exp_id), r.c.lifecycle_stage == "active", r.c.run_uuid.in_(tagged("role", role)),
-            *([r.c.run_uuid.in_(tagged("profile", profile))] if profile is not None else []))
+            r.c.experiment_id == int(exp_id),
+            r.c.lifecycle_stage == "active",
+            r.c.run_uuid.in_(tagged(Tag.ROLE, role)),
+            *([r.c.run_uuid.in_(tagged(Tag.PROFILE, profile))] if profile is not None else []),
+        )
         # search_runs' order: start_time DESC with NULLs last, then run id as the tie-breaker
-        heads = self.rows(r.select().where(r.c.run_uuid.in_(chosen))
-                          .order_by(r.c.start_time.is_(None), r.c.start_time.desc(), r.c.run_uuid))
-        runs = {h.run_uuid: Run(RunInfo(h.run_uuid, str(exp_id), h.name, h.status, h.start_time, h.end_time,
-                                        h.lifecycle_stage, h.artifact_uri), RunData({}, {}, {})) for h in heads}
+        heads = self.rows(
+            r.select()
+            .where(r.c.run_uuid.in_(chosen))
+            .order_by(r.c.start_time.is_(None), r.c.start_time.desc(), r.c.run_uuid)
+        )
+        runs = {
+            h.run_uuid: Run(
+                RunInfo(
+                    h.run_uuid,
+                    str(exp_id),
+                    h.name,
+                    h.status,
+                    h.start_time,
+                    h.end_time,
+                    h.lifecycle_stage,
+                    h.artifact_uri,
+                ),
+                RunData({}, {}, {}),
+            )
+            for h in heads
+        }
         p, m = self.t.params, self.t.latest_metrics
-        for field, query in (("tags", sa.select(tags.c.run_uuid, tags.c.key, tags.c.value)),
-                             ("params", sa.select(p.c.run_uuid, p.c.key, p.c.value)),
-                             ("metrics", sa.select(m.c.run_uuid, m.c.key, m.c.value, m.c.is_nan))):
+        for field, query in (
+            ("tags", sa.select(tags.c.run_uuid, tags.c.key, tags.c.value)),
+            ("params", sa.select(p.c.run_uuid, p.c.key, p.c.value)),
+            ("metrics", sa.select(m.c.run_uuid, m.c.key, m.c.value, m.c.is_nan)),
+        ):
             for run_id, key, value, *nan in self.rows(query.where(query.selected_columns[0].in_(chosen))):
                 run = runs.get(run_id)  # None: created by a live sweep after `heads`, left out as a moment earlier
                 if run is not None:
@@ -192,7 +230,8 @@ class Reader:
         local = local_path(f"{(run.info.artifact_uri or '').rstrip('/')}/{path}")
         if local is not None and local.is_file():
             return local.read_text()
-        from sweeper import tracking  # remote artifacts (or a missing file, and MLflow's error for it)
+        # Remote artifacts (or a missing file, and MLflow's error for it): only here is MLflow's ~3 s import paid.
+        from sweeper.runs import tracking
 
         return tracking.read_text_artifact(tracking.open_store(self.uri), run.info.run_id, path)
 

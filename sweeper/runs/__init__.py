@@ -1,0 +1,6 @@
+"""MLflow, and only here: the store, each cell's run and checkpoints, the fast read-only reader, the server.
+
+`tracking.py` wraps MlflowClient, `cellrun.py` is one cell's run from start (or resume) to end,
+`checkpoints.py` writes and reads checkpoint files, `model.py` exports the trained network,
+`db.py` reads MLflow's tables without importing MLflow, `server.py` runs `mlflow server`.
+"""

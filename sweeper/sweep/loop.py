@@ -1,0 +1,227 @@
+"""The worker loop: claim a cell from the study, train it in its MLflow run, repeat until none is left.
+
+Rows and grids are enqueued as fixed trials (one per cell) that workers claim through the study's
+storage; a `search:` samples its trials. MLflow stays the record of what is finished: a cell with a
+FINISHED run is never trained again, whatever the study says.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+import warnings
+from typing import Any
+
+import optuna
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sweeper.errors import Pruned
+from sweeper.runs import cellrun, tracking
+from sweeper.schema.spec import Cell, trial_cell
+from sweeper.sweep import ledger
+from sweeper.sweep.ledger import Snapshot, SweepReport
+from sweeper.sweep.runner import run_cell
+from sweeper.sweep.study import Sweep
+from sweeper.training.data import DataCache, Split
+from sweeper.training.device import pick_device
+from sweeper.vocab import Attr, Tag
+
+# Heartbeats, constant_liar and the retry callback are marked experimental; they are what we want.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # the sweep prints its own one line per cell
+
+
+# --- cell states ----------------------------------------------------------------------------
+
+
+def snapshot(sw: Sweep) -> Snapshot:
+    """Every cell's state from the study and MLflow (whose finished cells are done, whatever the study says)."""
+    done = set(tracking.finished_cells(sw.store, sw.exp_id))
+    return ledger.snapshot(sw.spec, sw.cells, sw.study.get_trials(deepcopy=False), done)
+
+
+def plan(sw: Sweep, retry_failed: bool = False) -> None:
+    """Enqueue what needs a worker: new and interrupted cells, and failed ones when asked to retry."""
+    optuna.storages.fail_stale_trials(sw.study)  # dead workers' cells are retried by the storage's callback
+    done = set(tracking.finished_cells(sw.store, sw.exp_id))
+    for params, attrs in ledger.to_enqueue(sw.spec, sw.cells, sw.study.get_trials(deepcopy=False), done, retry_failed):
+        sw.study.enqueue_trial(params, user_attrs=attrs)
+
+
+# --- one worker -----------------------------------------------------------------------------
+
+
+class _CellFailed(Exception):
+    """The cell raised: its MLflow run is FAILED with the error, the trial FAIL with it."""
+
+
+class _Skip(Exception):
+    """Nothing to train in this trial (the queue emptied under us, or a twin claim): failed and ignored."""
+
+
+def _skip(trial: optuna.Trial, why: str) -> None:
+    trial.set_user_attr(Attr.SKIP, why)
+    raise _Skip(why)
+
+
+def _suggest(trial: optuna.Trial, key: str, p: Any) -> Any:
+    if p.type == "float":
+        return trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
+    if p.type == "int":
+        return trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
+    return trial.suggest_categorical(key, p.choices)
+
+
+def _claim(sw: Sweep, trial: optuna.Trial) -> Cell:
+    """The cell a trial trains: its enqueued cell, or a freshly sampled one; twins of a running cell skip."""
+    if sw.spec.search is None:
+        cell = next((c for c in sw.cells if c.id == trial.user_attrs.get(Attr.CELL)), None)
+        if cell is None:
+            _skip(trial, "no waiting cell: another worker took the last one")
+        assert cell is not None  # _skip raised otherwise
+    else:
+        params = {k: _suggest(trial, k, p) for k, p in sw.spec.search.params.items()}
+        cell = trial_cell(sw.spec, sw.profile, params, trial.number)
+        for key, value in ledger.cell_attrs(cell).items():
+            trial.set_user_attr(key, value)
+    running = sw.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    twin = next((t.number for t in running if t.number < trial.number and t.user_attrs.get(Attr.CELL) == cell.id), None)
+    if twin is not None:  # the lower trial number wins, so exactly one of two racing claims trains
+        _skip(trial, f"cell already running as trial {twin}")
+    return cell
+
+
+def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: Progress, worker: str):
+    """The trial function: claim a cell, train it (reporting each epoch to the pruner), return the metric."""
+    objective = sw.spec.search.objective if sw.spec.search else None
+    metric, watch = (objective.metric, objective.epoch_metric()) if objective else ("best_val_acc", "val_acc")
+
+    def train_cell(trial: optuna.Trial) -> float:
+        cell = _claim(sw, trial)
+        trial.set_user_attr(Attr.WORKER, worker)
+        finished = tracking.finished_cells(sw.store, sw.exp_id).get(cell.id)
+        if finished is not None:  # MLflow is the record: a finished cell is never trained again
+            trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
+            if metric not in finished.data.metrics:
+                _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {metric}")
+            return finished.data.metrics[metric]
+
+        def on_run(run_id: str) -> None:  # a retried trial carries its dead twin's attrs: this run replaces them
+            trial.set_user_attr(Attr.MLFLOW_RUN, run_id)
+
+        def on_epoch(metrics: dict[str, float]) -> None:
+            epoch, value = int(metrics["epoch"]), metrics.get(watch, math.nan)
+            trial.set_user_attr(Attr.EPOCH, epoch)
+            if math.isfinite(value):
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    raise Pruned(f"pruned at epoch {epoch}: {watch} {value:.4f}")
+
+        outcome = run_cell(
+            cell,
+            sw.spec,
+            sw.profile,
+            sw.store,
+            sw.exp_id,
+            parent,
+            cache.for_cell(cell),
+            device,
+            progress,
+            on_run=on_run,
+            on_epoch_hook=on_epoch,
+            extra_tags={Tag.STUDY: sw.name, Tag.TRIAL: str(trial.number)},
+        )
+        if outcome.pruned:
+            raise optuna.TrialPruned(outcome.error)
+        if not outcome.ok:
+            trial.set_user_attr(Attr.ERROR, outcome.error)
+            raise _CellFailed(outcome.error)
+        assert outcome.summary is not None
+        return outcome.summary[metric]
+
+    def run_trial(trial: optuna.Trial) -> float:
+        try:
+            return train_cell(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr(Attr.INTERRUPTED, True)  # the next run resumes it, no --retry-failed needed
+            raise
+
+    return run_trial
+
+
+def _next_step(sw: Sweep, deadline: float | None) -> str:
+    """train (a cell waits, or the search has budget), wait (others still run: they may die), or stop."""
+    optuna.storages.fail_stale_trials(sw.study)  # dead workers' cells go back to the queue
+    trials = sw.study.get_trials(deepcopy=False)
+    states = {t.state.name for t in trials}
+    if "WAITING" in states:
+        return "train"
+    search = sw.spec.search
+    if search is not None and (deadline is None or time.monotonic() < deadline):
+        budget = search.budget()
+        if budget is None or ledger.budget_used(trials) < budget:
+            return "train"
+    return "wait" if "RUNNING" in states else "stop"
+
+
+def work(
+    sw: Sweep,
+    *,
+    device: str = "auto",
+    data: tuple[Split, Split] | None = None,
+    console: Console | None = None,
+    worker: str | None = None,
+) -> SweepReport:
+    """Claim and train cells until none is left, waiting while other workers' cells may still fail over."""
+    console = console or Console()
+    torch_device = pick_device(device)
+    before = snapshot(sw)
+    if before.idle():
+        console.print(f"[green]{sw.spec.name}: all {before.total} cells already done or closed; nothing to train.[/]")
+        return ledger.report(sw.spec, before, before)
+    cache = DataCache(data)
+    cache.for_cell(sw.cells[0] if sw.cells else _probe(sw))  # a missing dataset fails before any run
+    parent = tracking.sweep_run(
+        sw.store, sw.exp_id, sw.spec, sw.profile, sw.path.read_text(), cellrun.environment_tags()
+    )
+    console.print(
+        f"{sw.spec.name}: {before.count('left')} cells to train on {torch_device} "
+        f"({before.count('done')} done) -> {sw.store.uri}, study {sw.name}"
+    )
+    timeout = sw.spec.search.timeout if sw.spec.search else None
+    deadline = time.monotonic() + timeout if timeout else None
+    status, columns = (
+        "KILLED",
+        [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()],
+    )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("cells", total=before.count("left") if before.extra_left is not None else None)
+            trial = _objective(sw, parent, torch_device, cache, progress, worker or f"{platform.node()}:{os.getpid()}")
+            while (step := _next_step(sw, deadline)) != "stop":
+                if step == "train":
+                    sw.study.optimize(trial, n_trials=1, catch=(_CellFailed, _Skip))
+                    progress.update(task, completed=before.count("left") - snapshot(sw).count("left"))
+                else:
+                    time.sleep(1.0)
+        status = "FINISHED"
+    finally:
+        after = close_parent(sw, parent, status)
+    return ledger.report(sw.spec, before, after)
+
+
+def close_parent(sw: Sweep, parent: str, status: str) -> Snapshot:
+    """End the sweep's MLflow run when this worker stops it (Ctrl-C) or nothing is left for anyone."""
+    after = snapshot(sw)
+    if status == "KILLED" or not after.pending():
+        tracking.end_run(sw.store, parent, "FAILED" if status == "FINISHED" and after.count("failed") else status)
+    return after
+
+
+def _probe(sw: Sweep) -> Cell:
+    """A search's cell at the low edge of every range: enough to load its data before sampling."""
+    assert sw.spec.search is not None
+    return trial_cell(sw.spec, sw.profile, {k: p.bounds()[0] for k, p in sw.spec.search.params.items()})

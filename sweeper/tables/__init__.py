@@ -1,0 +1,12 @@
+"""Tracked runs back into the report's table: find each cell's run, aggregate over seeds, render.
+
+`runs.py` reads the store (MLflow's tables directly where it can), `build.py` turns runs into a
+`Table` (`table.py`), `formats.py` draws it as markdown, CSV, LaTeX or HTML, `compare.py` plots
+and reports across sweeps. No torch here: `sweeper table` stays fast.
+"""
+
+from sweeper.tables.build import build
+from sweeper.tables.formats import check, fmt_number, render
+from sweeper.tables.table import Table, Value, welch_p
+
+__all__ = ["Table", "Value", "build", "check", "fmt_number", "render", "welch_p"]

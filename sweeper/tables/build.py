@@ -1,0 +1,146 @@
+"""Tracked runs -> the report's table as data (a Table of Values); renderers live in formats.py.
+
+runs.py finds the run standing for each cell (current spec version only, unless all_versions);
+here they become rows: mean ± std over seeds, the best row per column, Welch's test against it,
+and notes that name every seed without a result.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+
+from sweeper.errors import UserError
+from sweeper.schema.config import flatten
+from sweeper.schema.spec import Cell, Column, Spec, expand
+from sweeper.tables.formats import check, fmt_number, fmt_value, key_text, render  # noqa: F401 - the API
+from sweeper.tables.runs import Pick, Runs, cell_runs, pick_runs, read_runs, resolve, resolve_spec, trial_cells  # noqa: F401
+from sweeper.tables.table import STATES, Table, Value, welch_p  # noqa: F401 - the API
+from sweeper.vocab import Tag
+
+# --- building the table ---------------------------------------------------------------------
+
+
+def build(
+    name_or_path: str, profile: str | None = None, tracking_uri: str | None = None, all_versions: bool = False
+) -> Table:
+    """The spec's table from the tracked runs: one row per spec row, mean/std over its seeds."""
+    return read_runs(tracking_uri, lambda store: _build(store, name_or_path, profile, all_versions))
+
+
+def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bool) -> Table:
+    """build() on one reader of the store."""
+    spec, profile, parent = resolve(name_or_path, store, profile)
+    runs = cell_runs(store, store.experiment_id(spec.name), profile)
+    cells = expand(spec, profile) if spec.search is None else trial_cells(spec, profile, runs)
+    picks = pick_runs(cells, runs, profile, all_versions)
+    rows: dict[int, list[Pick]] = {}
+    for pick in picks:
+        rows.setdefault(pick.cell.row, []).append(pick)
+    order = _order(spec, list(rows.values()))
+    _check_columns(spec, [p.cell for p in picks])
+    table = Table(
+        title=spec.title or spec.name,
+        headers=[c.header for c in spec.table.columns] + [m.header for m in spec.table.metrics],
+        keys=[[column_text(c, row) for c in spec.table.columns] for row in order],
+        metrics=spec.table.metrics,
+        values=[[collect(m.key, row) for m in spec.table.metrics] for row in order],
+        labels=[row[0].cell.label for row in order],
+        run_ids=[[p.run.info.run_id for p in row if p.state == "finished"] for row in order],
+        name=spec.name,
+        profile=profile,
+        parent_run=parent,
+        alpha=spec.table.alpha,
+        source=spec.source,
+    )
+    table.notes = _notes(table, spec, order)
+    return table
+
+
+def _order(spec: Spec, rows: list[list[Pick]]) -> list[list[Pick]]:
+    """Rows in spec order, or best-first by `table.sort` (rows without a value last, in spec order)."""
+    if spec.table.sort is None:
+        return rows
+    metric = next(m for m in spec.table.metrics if m.key == spec.table.sort)
+    sign = 1 if metric.goal() == "min" else -1
+
+    def key(row: list[Pick]) -> tuple[int, float]:
+        mean = collect(metric.key, row).mean
+        return (1, 0.0) if math.isnan(mean) else (0, sign * mean)
+
+    return sorted(rows, key=key)
+
+
+def collect(key: str, row: list[Pick]) -> Value:
+    """A metric's finished values over a row's seeds; with none, the row's most pressing state."""
+    found, states = [], []
+    for pick in row:
+        if pick.state == "finished" and key in pick.run.data.metrics:
+            found.append(pick.run.data.metrics[key])
+        else:
+            states.append("n/a" if pick.state == "finished" else pick.state)
+    shown = [s for s in STATES if s in states]
+    return Value(found, len(row), "ok" if found else "/".join(shown) or "missing")
+
+
+def _check_columns(spec: Spec, cells: list[Cell]) -> None:
+    """A column key that no row's config has is a typo, not a blank column."""
+    keys = {"label", "row"} | {k for c in cells for k in flatten(c.config.model_dump(mode="json"))}
+    for column in spec.table.columns:
+        if column.key not in keys and not column.key.startswith("metrics."):
+            close = difflib.get_close_matches(column.key, sorted(keys), n=3, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise UserError(
+                f"spec '{spec.name}': table column '{column.key}' is not a config key of any row, "
+                f"`label`, `row` or `metrics.KEY`.{hint}"
+            )
+
+
+def column_text(column: Column, row: list[Pick]) -> str:
+    """An identifying cell: the row's label, number, a config value or a logged metric, as the spec shows it."""
+    cell = row[0].cell
+    flat = {"label": cell.label, "row": cell.row + 1, **flatten(cell.config.model_dump(mode="json"))}
+    metric = column.key.removeprefix("metrics.") if column.key.startswith("metrics.") else None
+    return key_text(column, flat, collect(metric, row) if metric else None)
+
+
+def _notes(table: Table, spec: Spec, rows: list[list[Pick]]) -> list[str]:
+    """What a reader needs under the table: profile, seeds, marks, significance, gaps, older versions."""
+    ranked = [m for m in table.metrics if m.goal() != "none"]
+    stars = [m.header for m in ranked if m.mark == "star"]
+    best = "best in bold" if ranked and not stars else "best marked *" if ranked else "no best marked"
+    if stars and len(stars) < len(ranked):
+        best = f"best in bold, or marked * in {', '.join(stars)}"
+    notes = [
+        f"profile: {table.profile or 'default'}; {len(spec.seeds)} seed(s) per row; mean ± std over seeds; {best}."
+    ]
+    counts = [len(v.values) for row in table.values for v in row]
+    if counts and max(counts) >= 2:
+        notes.append(
+            f"† not significantly different from the best in its column "
+            f"(Welch's t-test, two-sided, p ≥ {table.alpha:g}); rows with fewer than two "
+            "finished seeds are not tested."
+        )
+    else:
+        notes.append("One finished seed per row: whether the differences are significant cannot be assessed.")
+    shows_label = any(c.key == "label" for c in spec.table.columns)
+
+    def name(cell: Cell) -> str:  # as a reader finds the row in the table
+        return cell.label if shows_label else f"row {cell.row + 1} ({cell.label})"
+
+    gaps = [
+        f"{name(r[0].cell)}: " + ", ".join(f"seed {p.cell.seed} {p.state}" for p in r if p.state != "finished")
+        for r in rows
+        if 0 < sum(p.state == "finished" for p in r) < len(r)
+    ]
+    if gaps:
+        notes.append("Seeds without a result: " + "; ".join(gaps) + ".")
+    older = [
+        f"{name(p.cell)} seed {p.cell.seed} (cell {p.run.data.tags.get(Tag.CELL, '?')})"
+        for r in rows
+        for p in r
+        if p.older
+    ]
+    if older:
+        notes.append("Includes runs of older spec versions (--all-versions): " + "; ".join(older) + ".")
+    return notes

@@ -1,0 +1,75 @@
+"""The names sweeper writes into MLflow and Optuna: run tags, trial attributes and metrics.
+
+Writers (`runs/`, `sweep/`) and readers (`runs/db.py`, `tables/`, `analysis/`) import them from
+here, so a name is spelt once. Tags and trial user attributes share the `sweeper.` prefix.
+"""
+
+from __future__ import annotations
+
+PREFIX = "sweeper."
+
+
+class Tag:
+    """MLflow run tags."""
+
+    ROLE = PREFIX + "role"  # "sweep" (the parent run of a spec and profile) or "cell"
+    SPEC = PREFIX + "spec"
+    PROFILE = PREFIX + "profile"
+    TABLE = PREFIX + "table"  # the spec's table layout, JSON, on the sweep run
+    ROW = PREFIX + "row"
+    ROW_INDEX = PREFIX + "row_index"
+    SEED = PREFIX + "seed"
+    CELL = PREFIX + "cell"  # the hash of the cell's resolved config
+    STATE = PREFIX + "state"  # running | finished | failed | pruned | interrupted
+    WORKER = PREFIX + "worker"  # host:pid of the process training the cell
+    ERROR = PREFIX + "error"
+    PRUNED = PREFIX + "pruned"
+    RESUMES = PREFIX + "resumes"
+    RESUMED_FROM_EPOCH = PREFIX + "resumed_from_epoch"
+    STUDY = PREFIX + "study"
+    TRIAL = PREFIX + "trial"
+    MODEL_URI = PREFIX + "model_uri"
+    ARTIFACTS_ERROR = PREFIX + "artifacts_error"
+    DEVICE = PREFIX + "device"
+    DEVICE_NAME = PREFIX + "device_name"
+    PRECISION = PREFIX + "precision"
+    TORCH = PREFIX + "torch"
+    CUDA = PREFIX + "cuda"
+    CUDNN = PREFIX + "cudnn"
+    HOST = PREFIX + "host"
+    GIT_DIRTY = PREFIX + "git_dirty"
+    GIT_COMMIT = "mlflow.source.git.commit"
+    PARENT_RUN = "mlflow.parentRunId"
+
+
+class Attr:
+    """Optuna trial user attributes."""
+
+    CELL = PREFIX + "cell"
+    LABEL = PREFIX + "label"
+    SEED = PREFIX + "seed"
+    EPOCHS = PREFIX + "epochs"
+    EPOCH = PREFIX + "epoch"
+    SKIP = PREFIX + "skip"
+    WORKER = PREFIX + "worker"
+    MLFLOW_RUN = PREFIX + "mlflow_run"
+    ERROR = PREFIX + "error"
+    INTERRUPTED = PREFIX + "interrupted"
+
+
+# Metrics a cell's run logs at each epoch (step = epoch) ...
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time", "images_per_s")
+# ... and once at the end (step 0).
+SUMMARY_METRICS = (
+    "test_loss",
+    "test_acc",
+    "test_acc_best",
+    "best_val_acc",
+    "best_epoch",
+    "final_train_loss",
+    "final_train_acc",
+    "final_val_loss",
+    "params",
+    "train_time",
+)
+METRICS = EPOCH_METRICS + SUMMARY_METRICS
