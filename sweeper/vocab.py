@@ -38,6 +38,12 @@ class Tag:
     CUDNN = PREFIX + "cudnn"
     HOST = PREFIX + "host"
     GIT_DIRTY = PREFIX + "git_dirty"
+    # The cell's data, also logged as an MLflow dataset input (the UI's Dataset column); tags, so that
+    # tables read it cheaply through either reader.
+    DATASET = PREFIX + "dataset"  # "CIFAR-10", "CIFAR-10 (JPEG)" or "synthetic"
+    DATASET_DIGEST = PREFIX + "dataset_digest"  # of the full cached arrays
+    DATA_SOURCE = PREFIX + "data_source"  # the cache's description: where it was prepared from
+    TRAIN_SIZE = PREFIX + "train_size"  # images the cell trained on (after the validation hold-out)
     GIT_COMMIT = "mlflow.source.git.commit"
     PARENT_RUN = "mlflow.parentRunId"
 

@@ -8,6 +8,7 @@ without stepping on each other.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -34,7 +35,7 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
 
 
 @dataclass
@@ -155,6 +156,22 @@ def log_steps(store: Store, run_id: str, history: list[dict[str, float]]) -> Non
 def set_tags(store: Store, run_id: str, tags: dict[str, Any]) -> None:
     """Several tags in one request."""
     store.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_dataset(
+    store: Store, run_id: str, name: str, digest: str, source: str, sizes: dict[str, int], context: str = "training"
+) -> None:
+    """The run's data as an MLflow dataset input (the UI's Dataset column), split sizes as its profile.
+
+    MLflow keeps one input per (name, digest) on a run, so logging again on resume adds nothing.
+    """
+    dataset = Dataset(name, digest, "local", json.dumps({"description": source}), profile=json.dumps(sizes))
+    store.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+
+
+def log_text(store: Store, run_id: str, text: str, path: str) -> None:
+    """A text artifact (e.g. the sweep's rendered table.md), replacing one at the same path."""
+    store.client.log_text(run_id, text, path)
 
 
 def logged_steps(store: Store, run_id: str, key: str) -> set[int]:

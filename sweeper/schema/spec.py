@@ -56,13 +56,37 @@ class TableSpec(Strict):
     metrics: list[Metric] = Field(min_length=1)
     sort: str | None = None  # a metric key: rows best-first by it; default: spec order
     alpha: float = Field(0.05, gt=0.0, lt=0.5)  # level of the Welch test against the best row
+    # The least deviation from a row's `reported` value still counted as reproduced, in the metric's
+    # printed units (points for percent): one number for every metric, or per metric key. See `floor`.
+    tolerance: float | dict[str, float] | None = None
 
     @model_validator(mode="after")
     def _sort_names_a_metric(self) -> TableSpec:
         keys = [m.key for m in self.metrics]
         if self.sort is not None and self.sort not in keys:
             raise ValueError(f"table.sort '{self.sort}' is not one of the table's metrics ({', '.join(keys)})")
+        tol = self.tolerance
+        unknown = sorted(set(tol) - set(keys)) if isinstance(tol, dict) else []
+        if unknown:
+            raise ValueError(
+                f"table.tolerance names {', '.join(unknown)}, not among the table's metrics ({', '.join(keys)})"
+            )
+        if any(v < 0 for v in (tol.values() if isinstance(tol, dict) else [tol] if tol is not None else [])):
+            raise ValueError("table.tolerance must not be negative")
         return self
+
+    def floor(self, metric: Metric, reported: float) -> float:
+        """The tolerance floor for a metric, printed units: the spec's, else 1 point for a percent
+        metric and 5% of the reported value for any other (a report prints one run; seeds vary)."""
+        tol = self.tolerance
+        given = tol.get(metric.key) if isinstance(tol, dict) else tol
+        if given is not None:
+            return given
+        return 1.0 if metric.format == "percent" else 0.05 * abs(reported)
+
+
+# Row keys that are not config overrides: they never change a cell's config, so never its id.
+RESERVED_ROW_KEYS = ("label", "reported")
 
 
 class Spec(Strict):
@@ -101,12 +125,38 @@ class Spec(Strict):
             raise ValueError("a search trains one seed per trial: give a single seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be unique")
+        self._check_reported()
         return self
+
+    def _check_reported(self) -> None:
+        """A row's `reported:` maps table metric keys to the numbers the report printed, as fractions/raw values."""
+        keys = [m.key for m in self.table.metrics]
+        for row in self.rows or []:
+            given = row.get("reported", {})
+            if not isinstance(given, dict):
+                raise ValueError(
+                    f"row '{row['label']}': `reported` maps metric keys to numbers, e.g. {{test_acc: 0.8235}}"
+                )
+            for key, value in given.items():
+                if key not in keys:
+                    raise ValueError(
+                        f"row '{row['label']}': reported '{key}' is not one of the table's metrics ({', '.join(keys)})"
+                    )
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"row '{row['label']}': reported {key} must be a number, not {value!r}")
+
+    def reported(self) -> dict[str, dict[str, float]]:
+        """The report's printed values by row label (rows without any left out)."""
+        return {
+            row["label"]: {k: float(v) for k, v in row["reported"].items()}
+            for row in self.rows or []
+            if row.get("reported")
+        }
 
     def row_overrides(self) -> list[tuple[str, dict[str, Any]]]:
         """(label, dotted overrides) for each table row, in table order."""
         if self.rows is not None:
-            return [(row["label"], {k: v for k, v in row.items() if k != "label"}) for row in self.rows]
+            return [(row["label"], {k: v for k, v in row.items() if k not in RESERVED_ROW_KEYS}) for row in self.rows]
         if self.search is not None:
             return []  # search trials are sampled, not listed: see trial_cell
         keys = list(self.grid or {})

@@ -79,6 +79,7 @@ def run_cell(
             run_id = log.run_id
             if on_run is not None:
                 on_run(run_id)
+            log_data(log, data)
             # Before training: a resumed history grows as training continues it.
             earlier = sum(h["epoch_time"] for h in log.resume["history"]) if log.resume else 0.0
             result = _train_logged(log, cell, data, device, progress, task, on_epoch_hook, on_step)
@@ -99,6 +100,20 @@ def run_cell(
     )
     progress.console.print(f"{name}: test_acc {100 * s['test_acc']:.2f}% ({val}{time.perf_counter() - tick:.0f} s)")
     return CellOutcome(name, run_id, ok=True, summary=s)
+
+
+def log_data(log: cellrun.CellLogger, data: CifarData) -> None:
+    """Which data the cell trains on: an MLflow dataset input for the UI, and tags for the tables."""
+    sizes = {"train": len(data.train), "val": len(data.val), "test": len(data.test)}
+    log.set_tags(
+        {
+            Tag.DATASET: data.name,
+            Tag.DATASET_DIGEST: data.digest,
+            Tag.DATA_SOURCE: data.source,
+            Tag.TRAIN_SIZE: str(sizes["train"]),
+        }
+    )
+    tracking.log_dataset(log.store, log.run_id, data.name, data.digest, data.source, sizes)
 
 
 def _train_logged(

@@ -18,7 +18,7 @@ from sweeper.errors import DatasetMissing, UserError
 from sweeper.schema.spec import Cell
 from sweeper.settings import get_settings
 from sweeper.training.sources import read_source
-from sweeper.training.splits import CLASSES, CifarData, Split, as_split  # noqa: F401 - re-exported
+from sweeper.training.splits import CLASSES, CifarData, Split, as_split, digest  # noqa: F401 - re-exported
 
 CACHE_NAME = "cifar10.npz"
 _CACHE_VERSION = 1
@@ -67,6 +67,7 @@ def prepare(
     cache = data_dir / CACHE_NAME
     if cache.is_file() and not force:
         return cache
+    _check_writable(data_dir)  # before minutes of reading, and before a download lands there
     if source is not None:
         train, test, description = read_source(source, progress=progress)
     elif download:
@@ -74,8 +75,28 @@ def prepare(
         train, test, description = read_source(data_dir / "cifar-10-batches-py", progress=progress)
     else:
         raise DatasetMissing(_missing_message(data_dir))
-    _write_cache(cache, train, test, description)
+    try:
+        _write_cache(cache, train, test, description)
+    except OSError as e:  # full disk, read-only mount: _write_cache removed its temp file
+        raise UserError(f"cannot write the CIFAR-10 cache {cache} ({e.strerror or e}).") from None
     return cache
+
+
+def _check_writable(data_dir: Path) -> None:
+    """A UserError unless data_dir is, or can be created as, a folder this process can write (creates nothing)."""
+    existing = data_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(
+            f"cannot use {data_dir} as the data directory: {existing} is a file, not a folder. "
+            "Pass another --data-dir (or SWEEPER_DATA_DIR)."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot write the data directory {data_dir}: {existing} is read-only for this user. "
+            "Pass a writable --data-dir (or SWEEPER_DATA_DIR)."
+        )
 
 
 def _read_cache(data_dir: Path | str, *keys: str) -> list[np.ndarray]:
@@ -106,11 +127,17 @@ def cached_source(data_dir: Path | str) -> str:
     return str(_read_cache(data_dir, "source")[0])
 
 
+# What in-memory splits passed to a sweep (tests) are called: they never came from a prepared cache.
+IN_MEMORY = "synthetic (splits passed in memory)"
+
+
 class DataCache:
     """The full train/test tensors, loaded once, and the splits each distinct data config asks for."""
 
-    def __init__(self, base: tuple[Split, Split] | None = None):
+    def __init__(self, base: tuple[Split, Split] | None = None, source: str = IN_MEMORY):
         self._base = base
+        self._source = source if base is not None else ""
+        self._digest = ""
         self._splits: dict[tuple, CifarData] = {}
 
     def for_cell(self, cell: Cell) -> CifarData:
@@ -120,10 +147,14 @@ class DataCache:
         if key not in self._splits:
             if self._base is None:
                 self._base = load_cached(get_settings().data_dir)
+                self._source = cached_source(get_settings().data_dir)
             train, test = self._base
+            self._digest = self._digest or digest(train, test)  # ~0.1 s per GB, once per process
             self._splits[key] = make_splits(
-                train, test, val_size=d.val_size, train_size=d.train_size, test_size=d.test_size, seed=0
-            )
+                train, test, val_size=d.val_size, train_size=d.train_size, test_size=d.test_size, seed=0,
+                source=self._source,
+            )  # fmt: skip
+            self._splits[key].digest = self._digest
         return self._splits[key]
 
 
