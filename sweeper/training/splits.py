@@ -53,7 +53,7 @@ def digest(train: Split, test: Split) -> str:
     """First 16 hex digits of the sha256 of the images and labels: which pixels a run saw, not where from."""
     h = hashlib.sha256()
     for tensor in (train.images, train.labels, test.images, test.labels):
-        h.update(memoryview(tensor.contiguous().numpy()))  # no copy: the buffer itself
+        h.update(tensor.contiguous().numpy().data)  # no copy: the buffer itself
     return h.hexdigest()[:16]
 
 
