@@ -15,6 +15,12 @@ because the machine may be shared: the ratio is taken per round and the median r
 
     .venv/bin/python benchmarks/throughput.py                      # both models, 10 steps x 3 rounds
     .venv/bin/python benchmarks/throughput.py --models resnet --steps 20 --rounds 5
+    .venv/bin/python benchmarks/throughput.py --contend 1 --threads auto 2 1   # a busy machine
+
+`--contend N` keeps N CPU-bound processes (a Python busy loop each) running through the whole
+measurement, as a second job on a shared machine would; `--threads` times sweeper's trainer at
+each intra-op thread setting (SWEEPER_THREADS: "auto" = the cores other processes leave idle).
+The reference loop keeps torch's default, as users' scripts do.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import argparse
 import itertools
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +46,7 @@ from sweeper.training.data import CifarData, Split, load_cached, synthetic
 from sweeper.training.train import pick_device, pick_precision, train
 
 BATCH = 128
+DEFAULT_THREADS = torch.get_num_threads()
 MODELS = {
     "baseline": {"name": "baseline_cnn"},
     "resnet": {"name": "resnet_basic", "stem": 32, "widths": [64, 128, 128], "blocks": [2, 2, 2]},
@@ -127,34 +136,83 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per side per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--contend", type=int, default=0, help="competing CPU-bound processes to run meanwhile")
+    parser.add_argument("--threads", nargs="+", default=["auto"], help="sweeper thread settings to time (auto or N)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("SWEEPER_DATA_DIR", "data")))
     args = parser.parse_args()
 
     device = pick_device(args.device)
+    busy = "while True:\n    pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", busy]) for _ in range(args.contend)]
+    try:
+        measure(args, device)
+    finally:
+        for hog in hogs:
+            hog.kill()
+
+
+def measure(args: argparse.Namespace, device: torch.device) -> None:
+    """Time the reference loop and sweeper's trainer (at each thread setting), round by round."""
     split, source = images(args.data_dir, max(args.steps, 2) * BATCH * 2)
     print(
         f"{source}, batch {BATCH}, weak augmentation, {args.steps} steps x {args.rounds} rounds, "
         f"device {device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.1f}"
     )
+    cpu = " ".join(_cpu_model().split())
+    print(f"CPU: {cpu}; {args.contend} competing process(es)")
     for name in args.models:
         ref = reference(MODELS[name], split)
         ours, precision = sweeper_trainer(MODELS[name], split, device)
-        ref(2), ours(2)  # warm-up: worker start, oneDNN primitive creation
+        sides = [("ref", ref)] + [(f"sweeper[{t}]", _with_threads(ours, t)) for t in args.threads]
+        for _, run in sides:
+            run(2)  # warm-up: worker start, oneDNN primitive creation
         rows = []
         for r in range(args.rounds):
-            order = [("ref", ref), ("sweeper", ours)][:: 1 if r % 2 == 0 else -1]
+            order = sides[:: 1 if r % 2 == 0 else -1]  # alternate who goes first: the machine may be shared
             seconds = {label: run(args.steps) for label, run in order}
             rows.append({k: args.steps * BATCH / v for k, v in seconds.items()})
-            print(
-                f"  {name} round {r + 1}: reference {rows[-1]['ref']:7.1f} img/s   "
-                f"sweeper {rows[-1]['sweeper']:7.1f} img/s   ratio {rows[-1]['sweeper'] / rows[-1]['ref']:.2f}x"
+            shown = "   ".join(
+                f"{k} {v:7.1f} img/s ({v / rows[-1]['ref']:.2f}x)" for k, v in rows[-1].items() if k != "ref"
             )
-        ratio = statistics.median(row["sweeper"] / row["ref"] for row in rows)
-        print(
-            f"{name}: reference (fp32 NCHW, PIL + DataLoader x2) {statistics.median(r['ref'] for r in rows):.1f} img/s, "
-            f"sweeper ({precision}, channels_last) {statistics.median(r['sweeper'] for r in rows):.1f} img/s, "
-            f"median ratio {ratio:.2f}x   (load {os.getloadavg()[0]:.1f})"
-        )
+            print(f"  {name} round {r + 1}: reference {rows[-1]['ref']:7.1f} img/s   {shown}")
+        for label, _ in sides[1:]:
+            ratio = statistics.median(row[label] / row["ref"] for row in rows)
+            print(
+                f"{name}: reference (fp32 NCHW, PIL + DataLoader x2) {statistics.median(r['ref'] for r in rows):.1f} img/s, "
+                f"{label} ({precision}, channels_last) {statistics.median(r[label] for r in rows):.1f} img/s, "
+                f"median ratio {ratio:.2f}x   (load {os.getloadavg()[0]:.1f})"
+            )
+
+
+def _with_threads(run, setting: str):
+    """`run` with SWEEPER_THREADS set to `setting` while it trains (the trainer reads it at each start)."""
+
+    def timed(steps: int) -> float:
+        os.environ["SWEEPER_THREADS"] = setting
+        try:
+            return run(steps)
+        finally:
+            os.environ.pop("SWEEPER_THREADS", None)
+            torch.set_num_threads(DEFAULT_THREADS)  # the reference keeps torch's default
+
+    return timed
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            flags = Path("/proc/cpuinfo").read_text()
+            kind = (
+                "AVX-512 BF16"
+                if "avx512_bf16" in flags
+                else "AVX-512"
+                if "avx512f" in flags
+                else "AVX2"
+                if "avx2" in flags
+                else "no AVX2"
+            )
+            return f"{line.split(':', 1)[1].strip()} ({kind})"
+    return "unknown"
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Seconds to wait for a database server: a down one must fail in seconds (MLflow alone retries ~2 min).
+CONNECT_TIMEOUT = 5
+
 
 class Settings(BaseSettings):
     """Read from SWEEPER_* variables (and MLFLOW_TRACKING_URI), else sensible local defaults."""
@@ -20,6 +23,13 @@ class Settings(BaseSettings):
     store_dir: Path = Path("mlruns")
     data_dir: Path = Path("data")
     device: str = "auto"
+    # The sweep's Optuna storage when --storage is not given: how workers get a URL with a password
+    # without it showing on their command line (`ps` shows argv to every user of the machine).
+    storage: str | None = None
+    # Intra-op CPU threads: "auto" uses the cores other processes leave idle (re-checked each long
+    # epoch), so a busy machine slows training by the cores it lost rather than many times over;
+    # a number fixes it (`sweeper worker --threads`, one share per local worker).
+    threads: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]*)$")
 
     def resolved_tracking_uri(self, override: str | None = None) -> str:
         """The tracking URI to use: explicit override, then the environment, then the local sqlite store."""

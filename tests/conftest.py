@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 TINY_SPEC = {
@@ -53,6 +54,9 @@ def no_prepared_data(tmp_path: Path, monkeypatch) -> None:
     tests that need data ask for `data_dir` (synthetic) or pass `data=` directly.
     """
     monkeypatch.setenv("SWEEPER_DATA_DIR", str(tmp_path / "no-prepared-data"))
+    # The trainer's "auto" threads watch the machine for 0.2 s per cell: tests fix the count instead
+    # (tests/test_speed.py checks "auto" itself).
+    monkeypatch.setenv("SWEEPER_THREADS", str(torch.get_num_threads()))
 
 
 @pytest.fixture

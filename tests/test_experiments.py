@@ -173,11 +173,11 @@ def shared_store(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(monkeypatch):
     """One intra-op thread: on a busy 2-core machine two threads that wait on each other make these
     tiny batches ~10x slower (measured: DenseNet-264 cell 32 s -> 2.7 s at load 12)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    monkeypatch.setenv("SWEEPER_THREADS", "1")
     yield
     torch.set_num_threads(threads)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from sweeper.schema.spec import config_hash
 from sweeper.training import train as T
 from sweeper.training.augment import augment_batch, planned_batches
 from sweeper.training.data import Split, make_splits
+from sweeper.training.device import free_cores
 
 BASE = {
     "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
@@ -229,3 +232,29 @@ def test_a_conv_narrower_than_8_channels_trains_nchw_on_cpu_without_crashing():
     done = subprocess.run([sys.executable, "-c", NARROW_DOWNSAMPLE], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "nchw"
+
+
+BUSY = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def test_auto_threads_leave_the_cores_other_processes_use(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    try:
+        assert T.apply_threads("1", cpu) == 1 and torch.get_num_threads() == 1
+        hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(cores)]
+        try:
+            time.sleep(0.5)  # let them get going
+            busy = free_cores(0.5)
+            assert busy is not None and busy < 0.75, f"{cores} spinning processes left {busy} cores free"
+            assert T.apply_threads("auto", cpu) == 1  # never below one thread
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+        # our own work is not "another process": a busy loop here must not read as a busy machine
+        assert T.apply_threads("auto", cpu) >= 1
+        assert T.apply_threads("auto", torch.device("meta")) == torch.get_num_threads()  # not a CPU: untouched
+    finally:
+        torch.set_num_threads(before)

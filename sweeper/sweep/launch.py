@@ -82,7 +82,8 @@ def worker(
     console: Console | None = None,
 ) -> SweepReport:
     """One worker of a sweep (of `sweeper run --jobs`, or one per machine against a shared storage)."""
-    if threads:
+    if threads:  # the trainer reads SWEEPER_THREADS: a fixed share, not "auto"
+        os.environ["SWEEPER_THREADS"] = str(threads)
         torch.set_num_threads(threads)
     offset = index if index is not None else os.getpid()  # seeded samplers must differ between workers
     sw = open_sweep(

@@ -4,6 +4,8 @@ scaler) and the memory format images and weights use there. No training here; tr
 
 from __future__ import annotations
 
+import os
+import time
 from contextlib import nullcontext
 
 import torch
@@ -12,6 +14,8 @@ from torch import nn
 from sweeper.errors import UserError
 from sweeper.models import first_conv
 from sweeper.schema.config import TrainConfig
+
+THREAD_SAMPLE_S = 0.2  # how long `free_cores` watches the machine
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -101,3 +105,44 @@ def _narrow_conv(model: nn.Module) -> bool:
     """
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     return any(c.in_channels < 8 for c in convs[1:])
+
+
+def _cpu_busy_seconds() -> float | None:
+    """CPU seconds all processes spent busy since boot (Linux /proc/stat), None elsewhere."""
+    try:
+        fields = open("/proc/stat").readline().split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def free_cores(sample_s: float = THREAD_SAMPLE_S) -> float | None:
+    """Cores of this process's CPU set that other processes left idle over `sample_s`; None where unknown."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    before, ours_before, tick = _cpu_busy_seconds(), sum(os.times()[:2]), time.monotonic()
+    if before is None:
+        return None
+    time.sleep(sample_s)
+    after, ours_after, wall = _cpu_busy_seconds(), sum(os.times()[:2]), time.monotonic() - tick
+    others = max(0.0, ((after or before) - before) - (ours_after - ours_before)) / wall
+    return max(0.0, cores - others)
+
+
+def apply_threads(setting: str, device: torch.device) -> int:
+    """Set torch's intra-op threads on a CPU device: a number as given, or "auto" = the idle cores (at least 1).
+
+    Two threads that wait on each other at every op, one of them descheduled by a competing
+    process, made a busy 2-core machine 6-13x slower than idle (benchmarks/throughput.py --contend);
+    with as many threads as idle cores, it is about the lost core's 2x.
+    """
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    if setting != "auto":
+        torch.set_num_threads(int(setting))
+        return int(setting)
+    free = free_cores()
+    if free is not None:
+        torch.set_num_threads(max(1, round(free)))
+    return torch.get_num_threads()

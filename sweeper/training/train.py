@@ -27,9 +27,12 @@ from torch import nn
 
 from sweeper.models import count_params, create_model
 from sweeper.schema.config import TrainConfig
+from sweeper.settings import get_settings
 from sweeper.training.augment import PER_IMAGE, augment_batch, default_workers, normalize, planned_batches
 from sweeper.training.data import CifarData, Split
 from sweeper.training.device import (
+    THREAD_SAMPLE_S,
+    apply_threads,
     autocast,
     choose_precision,  # noqa: F401  (tests and benchmarks import it from here)
     input_format,
@@ -203,7 +206,11 @@ def train(
         history, best, best_state = resume["history"], resume["best"], resume["best_state"]
         start_epoch = resume["epoch"] + 1
 
+    threads = get_settings().threads
+    apply_threads(threads, device)
     for epoch in range(start_epoch, cfg.epochs + 1):
+        if threads == "auto" and history and history[-1]["epoch_time"] > 50 * THREAD_SAMPLE_S:
+            apply_threads(threads, device)  # other processes come and go during a long run
         model.train()
         tick = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
