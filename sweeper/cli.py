@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from sweeper.errors import UserError
+from sweeper.secrets import mask_uri
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CIFAR-10 ablation sweeps tracked in MLflow.")
 data_app = typer.Typer(no_args_is_help=True, help="Get CIFAR-10 onto this machine.")
@@ -31,7 +32,8 @@ UriOpt = Annotated[
 StorageOpt = Annotated[
     Optional[str],
     typer.Option(
-        help="Optuna storage shared by the workers, e.g. postgresql://user:pw@host/db; default sqlite beside the MLflow store."
+        help="Optuna storage shared by the workers, e.g. postgresql://user:pw@host/db (better: $SWEEPER_STORAGE, "
+        "which `ps` does not show); default sqlite beside the MLflow store."
     ),
 ]
 HeartbeatOpt = Annotated[
@@ -46,8 +48,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except UserError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        except UserError as exc:  # masked again here: a message may quote a library's error with a URL in it
+            err_console.print(f"[bold red]error:[/] {mask_uri(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: the current cell is marked KILLED; run the same command again to resume.")

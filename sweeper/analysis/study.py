@@ -15,6 +15,7 @@ from sweeper.errors import UserError
 from sweeper.plots import save_figure
 from sweeper.runs import tracking
 from sweeper.schema.spec import Cell, Spec, expand
+from sweeper.secrets import mask_uri
 from sweeper.tables.runs import resolve_spec
 from sweeper.vocab import Tag
 
@@ -48,7 +49,7 @@ def load_sweep(name: str, profile: str | None, tracking_uri: str | None, include
     runs = [(cell, done[cell.id]) for cell in expand(spec, profile) if cell.id in done]
     if not parents or not runs:
         raise UserError(
-            f"sweep '{spec.name}' (profile {tag}) has no finished runs in {store.uri}; "
+            f"sweep '{spec.name}' (profile {tag}) has no finished runs in {mask_uri(store.uri)}; "
             f"run `sweeper run experiments/{spec.name}.yaml{f' -p {profile}' if profile else ''}` first."
         )
     return SweepRuns(store, spec, profile, parents[0].info.run_id, runs)

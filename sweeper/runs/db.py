@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sweeper.settings import CONNECT_TIMEOUT
 from sweeper.vocab import Tag
 
 # alembic revisions whose experiments/runs/tags/params/latest_metrics tables this module was checked
@@ -106,7 +107,8 @@ def _engine(uri: str) -> Any:
         location = f"file:{urllib.parse.quote(str(db))}?mode=ro"
         return sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(location, uri=True))
     if scheme == "postgresql" or scheme.startswith("postgresql+"):
-        return sa.create_engine(uri)  # the driver is imported here: a missing one is an ImportError
+        # the driver is imported here: a missing one is an ImportError
+        return sa.create_engine(uri, connect_args={"connect_timeout": CONNECT_TIMEOUT})
     return None
 
 

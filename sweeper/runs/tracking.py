@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 import yaml
 
 from sweeper.errors import UserError
 from sweeper.schema.config import flatten
 from sweeper.schema.spec import Cell, Spec
-from sweeper.settings import get_settings
+from sweeper.secrets import mask_uri
+from sweeper.settings import CONNECT_TIMEOUT, get_settings
 from sweeper.vocab import Tag
 
 # Keep the CLI snappy against a dead server: MLflow's default retries take minutes.
@@ -47,10 +49,14 @@ class Store:
     artifact_root: Path | None
 
 
-def open_store(uri: str | None = None) -> Store:
-    """Connect to the store (default: sqlite under mlruns/); an unreachable server is a UserError."""
+def open_store(uri: str | None = None, *, create: bool = True) -> Store:
+    """Connect to the store (default: sqlite under mlruns/); a bad URI or an unreachable server is a UserError.
+
+    With create=False (reads), a missing local store is a UserError instead of a new empty one.
+    """
     settings = get_settings()
     uri = settings.resolved_tracking_uri(uri)
+    check_store(uri, create=create)
     artifact_root = None
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
@@ -58,10 +64,47 @@ def open_store(uri: str | None = None) -> Store:
         artifact_root = (
             settings.artifact_root() if db.parent.resolve() == settings.store_dir.resolve() else db.parent / "artifacts"
         )
-    elif uri.startswith(("http://", "https://")):
-        _check_server(uri)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+    except (mlflow.exceptions.MlflowException, ImportError, sa.exc.SQLAlchemyError) as exc:
+        raise UserError(
+            f"cannot open the MLflow store {mask_uri(uri)} ({_first_line(exc)}). Use sqlite:///PATH, "
+            "postgresql://USER:PASSWORD@HOST/DB or http://HOST:PORT of a `sweeper server`, or drop "
+            "--tracking-uri / unset MLFLOW_TRACKING_URI for the local store."
+        ) from None
     mlflow.set_tracking_uri(uri)
-    return Store(uri=uri, client=MlflowClient(tracking_uri=uri), artifact_root=artifact_root)
+    return Store(uri=uri, client=client, artifact_root=artifact_root)
+
+
+# The schemes MLflow's tracking store registry knows (MLflow 3.x, without plugins); "" is a local path.
+_SCHEMES = frozenset({"", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "uc"})
+
+
+def check_store(uri: str, *, create: bool = True) -> None:
+    """What can be checked of a tracking URI without writing anything: the server answers, the file exists."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme.split("+")[0] not in _SCHEMES:
+        raise UserError(
+            f"the tracking URI {mask_uri(uri)} has the scheme '{scheme}', which MLflow does not store runs in. Use "
+            "sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or http://HOST:PORT of a `sweeper server`, or drop "
+            "--tracking-uri / unset MLFLOW_TRACKING_URI for the local store."
+        )
+    if scheme == "sqlite" and not create:
+        db = Path(uri.removeprefix("sqlite:///"))
+        if not db.is_file():
+            raise UserError(
+                f"no MLflow store at {db}: nothing has run there yet. Run `sweeper run experiments/NAME.yaml` "
+                "first, or point --tracking-uri / MLFLOW_TRACKING_URI at the store that holds the runs."
+            )
+    elif scheme in ("http", "https"):
+        _check_server(uri)
+    elif scheme == "postgresql" or scheme.startswith("postgresql+"):
+        _check_database(uri)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return mask_uri(f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}")
 
 
 def _check_server(uri: str) -> None:
@@ -69,8 +112,28 @@ def _check_server(uri: str) -> None:
         requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
     except requests.RequestException as exc:
         raise UserError(
-            f"cannot reach the MLflow server at {uri} ({type(exc).__name__}). Start one with "
+            f"cannot reach the MLflow server at {mask_uri(uri)} ({type(exc).__name__}). Start one with "
             "`sweeper server`, or unset MLFLOW_TRACKING_URI / drop --tracking-uri to use the local store."
+        ) from None
+
+
+def _check_database(uri: str) -> None:
+    """Connect once with a short timeout: MLflow's own engine retries a down server for about two minutes."""
+    try:
+        url = sa.engine.make_url(uri)
+        if url.drivername == "postgresql":  # MLflow's default driver may be missing; any reaches the server
+            url = url.set(drivername="postgresql+psycopg")
+        engine = sa.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT}, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+        raise UserError(
+            f"cannot connect to the MLflow database {mask_uri(uri)} within {CONNECT_TIMEOUT} s ({_first_line(exc)}). "
+            "Check that the server is up and the URI's host, port, user and password, or drop --tracking-uri / "
+            "unset MLFLOW_TRACKING_URI for the local store."
         ) from None
 
 
@@ -267,7 +330,7 @@ def download_artifact(store: Store, run_id: str, path: str, dst: Path) -> Path:
         folder = path.rsplit("/", 1)[0] if "/" in path else None
         have = [a.path for a in store.client.list_artifacts(run_id, folder)]
         raise UserError(
-            f"run {run_id} has no artifact '{path}' in {store.uri} (it has: {', '.join(have) or 'nothing there'})."
+            f"run {run_id} has no artifact '{path}' in {mask_uri(store.uri)} (it has: {', '.join(have) or 'nothing there'})."
         ) from None
     return Path(local)
 

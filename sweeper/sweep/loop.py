@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sweeper.errors import Pruned
 from sweeper.runs import cellrun, tracking
 from sweeper.schema.spec import Cell, trial_cell
+from sweeper.secrets import mask_uri
 from sweeper.sweep import ledger
 from sweeper.sweep.ledger import Snapshot, SweepReport
 from sweeper.sweep.runner import run_cell
@@ -189,7 +190,7 @@ def work(
     )
     console.print(
         f"{sw.spec.name}: {before.count('left')} cells to train on {torch_device} "
-        f"({before.count('done')} done) -> {sw.store.uri}, study {sw.name}"
+        f"({before.count('done')} done) -> {mask_uri(sw.store.uri)}, study {sw.name}"
     )
     timeout = sw.spec.search.timeout if sw.spec.search else None
     deadline = time.monotonic() + timeout if timeout else None

@@ -13,12 +13,13 @@ from typing import Any
 
 import optuna
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from sweeper.errors import UserError
 from sweeper.runs import tracking
 from sweeper.schema.spec import Cell, Spec, expand, load_spec
-from sweeper.settings import get_settings
+from sweeper.secrets import mask_uri
+from sweeper.settings import CONNECT_TIMEOUT, get_settings
 from sweeper.training.data import cached_source
 
 HEARTBEAT = 10  # seconds between a worker's heartbeats; silent for 3x this, its cell is handed on
@@ -33,7 +34,9 @@ def local_dir(tracking_uri: str) -> Path:
 
 
 def storage_url(storage: str | None, tracking_uri: str) -> str:
-    """The study's storage: as given (postgresql:// gets the psycopg 3 driver), else sqlite beside MLflow."""
+    """The study's storage: as given, else $SWEEPER_STORAGE (postgresql:// gets the psycopg 3 driver), else
+    sqlite beside MLflow."""
+    storage = storage or get_settings().storage
     if not storage:
         folder = local_dir(tracking_uri)
         folder.mkdir(parents=True, exist_ok=True)
@@ -60,11 +63,11 @@ def _serialize_sqlite(engine: Any) -> None:
 def open_storage(url: str, heartbeat: int = HEARTBEAT) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats: a trial silent for 3 heartbeats is failed and retried."""
     sqlite = url.startswith("sqlite")
-    kwargs = {"connect_args": {"timeout": 120}} if sqlite else {"pool_pre_ping": True}
-    shown = url
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}} if sqlite else {"pool_pre_ping": True}
+    if url.startswith("postgresql"):  # a down server fails in seconds, not after the OS's TCP timeout
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     for attempt in range(3):  # workers starting together race to create the tables; the loser retries
         try:
-            shown = make_url(url).render_as_string(hide_password=True)
             storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=kwargs,
@@ -74,12 +77,13 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT) -> optuna.storages.RDBSto
             )
             break
         except Exception as exc:  # noqa: BLE001 - bad URL, missing driver, unreachable server: all the user's to fix
-            if attempt < 2 and not isinstance(exc, (ImportError, ValueError)):
+            unreachable = isinstance(exc, OperationalError) and "connection" in str(exc).lower()
+            if attempt < 2 and not unreachable and not isinstance(exc, (ImportError, ValueError, ArgumentError)):
                 time.sleep(1 + attempt)
                 continue
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            first = mask_uri(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
             raise UserError(
-                f"cannot open the sweep storage {shown} ({type(exc).__name__}: {first[:300]}). Use "
+                f"cannot open the sweep storage {mask_uri(url)} ({type(exc).__name__}: {first[:300]}). Use "
                 "postgresql://USER:PASSWORD@HOST:PORT/DB for a shared database, or drop --storage for the "
                 "local sqlite file beside the MLflow store."
             ) from None
@@ -135,12 +139,15 @@ def open_sweep(
     cells = expand(spec, profile)
     if check_data:  # a missing dataset fails before any store, study or run is created
         cached_source(get_settings().data_dir)
-    store = tracking.open_store(tracking_uri)
+    uri = get_settings().resolved_tracking_uri(tracking_uri)
+    tracking.check_store(uri)  # a bad or unreachable store, then a bad storage, fail before either is written
+    rdb = open_storage(storage_url(storage, uri), heartbeat)
+    store = tracking.open_store(uri)
     search = spec.search
     seed = None if search is None or search.seed is None else search.seed + seed_offset
     direction = search.objective.direction if search else "maximize"
     study = optuna.create_study(
-        storage=open_storage(storage_url(storage, store.uri), heartbeat),
+        storage=rdb,
         study_name=study_name(spec, profile),
         direction=direction,
         sampler=_sampler(spec, seed),

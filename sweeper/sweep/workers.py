@@ -62,17 +62,13 @@ def assignments(jobs: int, devices: list[int] | None, device: str) -> list[tuple
 
 
 def command(launch: Launch, index: int, device: str, threads: int | None) -> list[str]:
-    """The `sweeper worker` command line of worker `index`."""
+    """The `sweeper worker` command line of worker `index` (the store and storage URLs go in `secrets`)."""
     cmd = [
         sys.executable,
         "-m",
         "sweeper",
         "worker",
         str(launch.spec_path),
-        "--storage",
-        launch.storage,
-        "--tracking-uri",
-        launch.tracking_uri,
         "--device",
         device,
         "--heartbeat",
@@ -85,6 +81,11 @@ def command(launch: Launch, index: int, device: str, threads: int | None) -> lis
     if threads:
         cmd += ["--threads", str(threads)]
     return cmd
+
+
+def secrets(launch: Launch) -> dict[str, str]:
+    """The URLs a worker reads from its environment: they may hold passwords, and any user can read argv (`ps`)."""
+    return {"SWEEPER_STORAGE": launch.storage, "MLFLOW_TRACKING_URI": launch.tracking_uri}
 
 
 def render(snap: Any, procs: list[subprocess.Popen]) -> Group:
@@ -109,13 +110,15 @@ def run_local(
     logs = [launch.log_dir / f"{launch.spec_path.stem}-worker{i}.log" for i in range(len(plan))]
     procs = []
     for i, (env, device, threads) in enumerate(plan):
-        with logs[i].open("w") as log:  # the child keeps its own handle
-            procs.append(
+        logs[i].unlink(missing_ok=True)  # O_CREAT's mode applies to a new file only
+        # owner-only: a worker's traceback may quote its environment's store or storage
+        with open(os.open(logs[i], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as log:
+            procs.append(  # the child keeps its own handle
                 subprocess.Popen(
                     command(launch, i, device, threads),
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env={**os.environ, **env, "COLUMNS": "160"},
+                    env={**os.environ, **env, **secrets(launch), "COLUMNS": "160"},
                     start_new_session=True,
                 )
             )

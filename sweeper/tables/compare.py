@@ -20,6 +20,7 @@ from sweeper import tables
 from sweeper.errors import UserError
 from sweeper.plots import save_figure
 from sweeper.runs import tracking
+from sweeper.secrets import mask_uri
 
 SCALE = {"percent": 100.0}  # display units of a metric format (the table shows percent as 0-100)
 
@@ -184,15 +185,15 @@ def report(
     png: bool = True,
 ) -> Path:
     """Write out/report.md: every sweep's table (markdown) with a link to its comparison figure."""
-    store = tracking.open_store(tracking_uri)
+    store = tracking.open_store(tracking_uri, create=False)
     parts = [
-        f"# Results\n\nRegenerated from the MLflow store `{store.uri}` by `sweeper report`; "
+        f"# Results\n\nRegenerated from the MLflow store `{mask_uri(store.uri)}` by `sweeper report`; "
         f"check a table with `sweeper table NAME --check {out / 'report.md'}`.\n"
     ]
     for name, profile in sweeps(store):
         parts.append(_section(name, profile, out, store, metric if figures else None, png))
     if len(parts) == 1:
-        raise UserError(f"no sweeps in {store.uri}: run `sweeper run experiments/NAME.yaml` first.")
+        raise UserError(f"no sweeps in {mask_uri(store.uri)}: run `sweeper run experiments/NAME.yaml` first.")
     path = out / "report.md"
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")

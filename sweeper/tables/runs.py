@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 from sweeper.errors import UserError
 from sweeper.runs import db as runs_db
 from sweeper.schema.spec import Cell, Spec, load_spec, parse_spec, trial_cell
+from sweeper.secrets import mask_uri
 from sweeper.settings import get_settings
 from sweeper.vocab import Tag
 
@@ -52,7 +53,7 @@ def read_runs(tracking_uri: str | None, read: Callable[[Runs], T]) -> T:
     # Here only: importing MLflow costs ~3 s of a ~4 s `sweeper table`, and the reader above avoids it.
     from sweeper.runs import tracking
 
-    return read(tracking.MlflowRuns(tracking.open_store(uri)))
+    return read(tracking.MlflowRuns(tracking.open_store(uri, create=False)))  # a read creates no store
 
 
 @dataclass
@@ -87,7 +88,7 @@ def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, s
     if exp_id is None:
         known = [name for name in runs.experiment_names() if name != "Default"]
         raise UserError(
-            f"no sweep named '{name_or_path}' in {runs.uri} (sweeps there: {', '.join(known) or 'none'}). "
+            f"no sweep named '{name_or_path}' in {mask_uri(runs.uri)} (sweeps there: {', '.join(known) or 'none'}). "
             f"Run `sweeper run experiments/{name_or_path}.yaml` first, or pass the spec's path."
         )
     sweeps = runs.search(exp_id, "sweep")
@@ -96,12 +97,12 @@ def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, s
     if not match:
         ran = sorted({s.data.tags.get(Tag.PROFILE, "?") for s in sweeps})
         raise UserError(
-            f"sweep '{name_or_path}' has never run with profile '{wanted}' in {runs.uri} "
+            f"sweep '{name_or_path}' has never run with profile '{wanted}' in {mask_uri(runs.uri)} "
             f"(profiles run: {', '.join(ran) or 'none'})."
         )
     run_id = match[0].info.run_id
     text = runs.text_artifact(match[0], "spec.yaml")
-    spec = parse_spec(text, Path(f"{name_or_path} (spec logged in MLflow run {run_id})"))
+    spec = parse_spec(text, Path(f"{name_or_path} (spec logged in MLflow run {run_id})"), strict=False)
     return spec, None if wanted == "default" else wanted, run_id
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import warnings
+import zlib
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -30,15 +32,49 @@ _LAYOUTS = (
 _Entry = tuple[str, int, str, "bytes | Path"]
 
 
+# The globals a genuine CIFAR-10 batch pickle names (python2's numpy.core, numpy 2's numpy._core, and
+# python3 protocol 2-5 forms of ndarray and bytes), and nothing else: any other global could run code.
+_BATCH_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler for batch files of unknown origin: refuses every global a CIFAR-10 batch does not use."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _BATCH_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}, which a CIFAR-10 batch never holds")
+        with warnings.catch_warnings():  # numpy 2 warns on the numpy.core name that python2 pickles use
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
+
+
+def _load_batch(blob: bytes) -> dict:
+    """One batch pickle (python2's, hence latin1, as torchvision reads it) through the restricted unpickler."""
+    entry = _BatchUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    if not isinstance(entry, dict):
+        raise pickle.UnpicklingError(f"a {type(entry).__name__}, not a dict")
+    return entry
+
+
 def _from_batches(blobs: dict[str, bytes], where: str) -> tuple[Split, Split]:
-    """Unpickle torchvision's data_batch_1..5 + test_batch (latin1, as torchvision does)."""
+    """Unpickle torchvision's data_batch_1..5 + test_batch, allowing only what such a batch holds."""
     missing = [name for name in _BATCHES if name not in blobs]
     if missing:
         raise UserError(f"{where}: the CIFAR-10 batches {', '.join(missing)} are missing; expected {_LAYOUTS}.")
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "test": []}
     for name in _BATCHES:
         try:
-            entry = pickle.loads(blobs[name], encoding="latin1")
+            entry = _load_batch(blobs[name])
             data = np.asarray(entry["data"], dtype=np.uint8)
             labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
         except Exception as e:  # a corrupt pickle can raise almost anything
@@ -158,7 +194,12 @@ def read_source(
         if path.is_dir():
             entries = _scan_folder(path, max_per_class)
         else:
-            blobs, entries = _scan_tar(path, max_per_class, bar)
+            try:
+                blobs, entries = _scan_tar(path, max_per_class, bar)
+            except (tarfile.TarError, EOFError, zlib.error, OSError) as e:  # truncated or corrupt download
+                raise UserError(
+                    f"{path} is damaged ({type(e).__name__}: {e}): it may be truncated; download or copy it again."
+                ) from None
             if blobs and not entries:
                 return (*_from_batches(blobs, str(path)), f"CIFAR-10 batches from {path}")
         if not entries:
