@@ -9,29 +9,44 @@ from __future__ import annotations
 
 import difflib
 import math
+from typing import Any
 
 from sweeper.errors import UserError
+from sweeper.runs import db as runs_db
 from sweeper.schema.config import flatten
 from sweeper.schema.spec import Cell, Column, Spec, expand
 from sweeper.tables.formats import check, fmt_number, fmt_value, key_text, render  # noqa: F401 - the API
+from sweeper.tables.reported import MODES, describe, signed, verdicts
 from sweeper.tables.runs import Pick, Runs, cell_runs, pick_runs, read_runs, resolve, resolve_spec, trial_cells  # noqa: F401
 from sweeper.tables.table import STATES, Table, Value, welch_p  # noqa: F401 - the API
 from sweeper.vocab import Tag
+
+TABLE_MD = "table.md"  # the sweep run's artifact holding the table as last built
 
 # --- building the table ---------------------------------------------------------------------
 
 
 def build(
-    name_or_path: str, profile: str | None = None, tracking_uri: str | None = None, all_versions: bool = False
+    name_or_path: str,
+    profile: str | None = None,
+    tracking_uri: str | None = None,
+    all_versions: bool = False,
+    reported: str = "inline",
 ) -> Table:
-    """The spec's table from the tracked runs: one row per spec row, mean/std over its seeds."""
-    return read_runs(tracking_uri, lambda store: _build(store, name_or_path, profile, all_versions))
+    """The spec's table from the tracked runs: one row per spec row, mean/std over its seeds.
+
+    `reported` (off, column, inline) is how the report's printed values show, with the verdict in the notes.
+    """
+    if reported not in MODES:
+        raise UserError(f"unknown --reported '{reported}'; use one of: {', '.join(MODES)}.")
+    return read_runs(tracking_uri, lambda store: _build(store, name_or_path, profile, all_versions, reported))
 
 
-def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bool) -> Table:
+def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bool, mode: str = "inline") -> Table:
     """build() on one reader of the store."""
     spec, profile, parent = resolve(name_or_path, store, profile)
-    runs = cell_runs(store, store.experiment_id(spec.name), profile)
+    exp_id = store.experiment_id(spec.name)
+    runs = cell_runs(store, exp_id, profile)
     cells = expand(spec, profile) if spec.search is None else trial_cells(spec, profile, runs)
     picks = pick_runs(cells, runs, profile, all_versions)
     rows: dict[int, list[Pick]] = {}
@@ -52,9 +67,44 @@ def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bo
         parent_run=parent,
         alpha=spec.table.alpha,
         source=spec.source,
+        datasets=[[_data_of(p.run) for p in row if p.state == "finished"] for row in order],
+        reported_mode=mode,
     )
+    printed = spec.reported()  # kept with --reported off too: --check-reported judges them
+    table.reported = [[printed.get(row[0].cell.label, {}).get(m.key) for m in table.metrics] for row in order]
+    table.floors = [[spec.table.floor(m, r or 0.0) for m, r in zip(table.metrics, rep)] for rep in table.reported]
     table.notes = _notes(table, spec, order)
+    sweeps = store.search(exp_id, "sweep") if exp_id and parent else []
+    sweep = next((s for s in sweeps if s.info.run_id == parent), None)
+    table.logged = _logged_text(store, sweep, TABLE_MD) if sweep is not None else None
     return table
+
+
+def _logged_text(store: Runs, run: Any, path: str) -> str | None:
+    """A run's text artifact, None when it has none; a local store's file is read in place (no MLflow import)."""
+    local = runs_db.local_path(f"{(run.info.artifact_uri or '').rstrip('/')}/{path}")
+    if local is not None:
+        return local.read_text() if local.is_file() else None
+    try:
+        return store.text_artifact(run, path)
+    except Exception:  # noqa: BLE001 - a remote store says "no such artifact" in its own exception types
+        return None
+
+
+def out_of_tolerance(table: Table) -> list[str]:
+    """'row: metric +2.31 (tolerance 1.00)' for every fully finished row outside its tolerance of the report."""
+    names = table.labels
+    return [
+        f"{names[i]}: {v.metric.key} {signed(v.delta[i], v.metric)} (tolerance {v.tolerance[i]:.4g})"
+        for v in verdicts(table)
+        for i in v.outside
+    ]
+
+
+def _data_of(run: Any) -> tuple[str, str, str]:
+    """(dataset, digest, train size) a finished run recorded; empty strings for runs from before they did."""
+    tags = run.data.tags
+    return tags.get(Tag.DATASET, ""), tags.get(Tag.DATASET_DIGEST, ""), tags.get(Tag.TRAIN_SIZE, "")
 
 
 def _order(spec: Spec, rows: list[list[Pick]]) -> list[list[Pick]]:
@@ -143,4 +193,29 @@ def _notes(table: Table, spec: Spec, rows: list[list[Pick]]) -> list[str]:
     ]
     if older:
         notes.append("Includes runs of older spec versions (--all-versions): " + "; ".join(older) + ".")
+    notes += data_notes(table, [name(r[0].cell) for r in rows])
+    names = [name(r[0].cell) for r in rows]
+    if table.reported_mode != "off":
+        notes += [describe(v, names) for v in verdicts(table)]
     return notes
+
+
+def data_notes(table: Table, names: list[str]) -> list[str]:
+    """Which data the rows trained on: named once when all agree, else row by row (a mixed table says so)."""
+    seen = {d for row in table.datasets for d in row}
+    if not seen or seen == {("", "", "")}:
+        return []  # runs from before sweeper recorded their data: nothing to say either way
+
+    def text(data: set[tuple[str, str, str]]) -> str:
+        parts = []
+        for dataset, digest, size in sorted(data):
+            images = f"{int(size):,} training images" if size.isdigit() else "training images not recorded"
+            parts.append(
+                f"{dataset}, {images}" + (f", digest {digest}" if digest else "") if dataset else "not recorded"
+            )
+        return " + ".join(parts)
+
+    if len(seen) == 1:
+        return [f"Data: {text(seen)}."]
+    per_row = [f"{n}: {text(set(row))}" for n, row in zip(names, table.datasets) if row]
+    return ["Rows trained on different data (compare with care): " + "; ".join(per_row) + "."]

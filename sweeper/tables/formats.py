@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.errors import UserError
-from sweeper.schema.spec import Column
+from sweeper.schema.spec import Column, Metric
+from sweeper.tables.reported import scale, signed
 from sweeper.tables.table import Table, Value
 
 FORMATS = ("markdown", "csv", "latex", "html")
@@ -87,9 +88,40 @@ def _fill(template: str, flat: dict[str, Any]) -> str:
     return re.sub(r"\{([A-Za-z_][\w.]*)(?::(\w+))?\}", one, template)
 
 
+def _reported_columns(table: Table) -> list[int]:
+    """Metric columns with a reported value in some row (only these get a reported text or column)."""
+    if table.reported_mode == "off" or not table.reported:
+        return []
+    return [c for c in range(len(table.metrics)) if any(rep[c] is not None for rep in table.reported)]
+
+
+def headers(table: Table) -> list[str]:
+    """The header line: the table's, plus a 'reported' column after each metric that has one (column mode)."""
+    if table.reported_mode != "column":
+        return table.headers
+    n_keys, shown = len(table.headers) - len(table.metrics), _reported_columns(table)
+    out = table.headers[:n_keys]
+    for col, header in enumerate(table.headers[n_keys:]):
+        out += [header, f"{header}, reported"] if col in shown else [header]
+    return out
+
+
+def reported_text(value: Value, reported: float | None, metric: Metric, inline: bool) -> str:
+    """'rep. 82.35, +1.75' (inline) or '82.35 (+1.75)' (column): the report's value and our deviation from it."""
+    if reported is None:
+        return "" if inline else "–"
+    rep = fmt_number(reported, metric.format)  # as the table prints ours: 0.8235 as 82.35
+    delta = signed((value.mean - reported) * scale(metric), metric) if value.values else ""
+    if inline:
+        return f" (rep. {rep}" + (f", {delta})" if delta else ")")
+    return rep + (f" ({delta})" if delta else "")
+
+
 def marked_cells(table: Table) -> list[list[tuple[str, bool]]]:
-    """Every cell as (text, bold): best values bold or starred as the metric says, ties with a dagger."""
+    """Every cell as (text, bold): best values bold or starred as the metric says, ties with a dagger,
+    and the report's value (inline, or in its own column) where the row has one."""
     rows = [[(k, False) for k in keys] for keys in table.keys]
+    shown = _reported_columns(table)
     for col, metric in enumerate(table.metrics):
         best, ties = table.best(col), table.ties(col)
         top = table.values[best][col].mean if best is not None else math.nan
@@ -98,7 +130,12 @@ def marked_cells(table: Table) -> list[list[tuple[str, bool]]]:
             text = fmt_value(row[col], metric.format) + ("*" if is_best and metric.mark == "star" else "")
             if ties[i] and not is_best:
                 text += " " + DAGGER
+            rep = table.reported[i][col] if col in shown else None
+            if table.reported_mode == "inline":
+                text += reported_text(row[col], rep, metric, inline=True)
             rows[i].append((text, is_best and metric.mark == "bold"))
+            if table.reported_mode == "column" and col in shown:
+                rows[i].append((reported_text(row[col], rep, metric, inline=False), False))
     return rows
 
 
@@ -115,10 +152,10 @@ def _markdown(table: Table) -> str:
         text = text.replace("|", "\\|")
         return f"**{text}**" if bold else text
 
-    n_keys = len(table.headers) - len(table.metrics)
+    n_keys, head = len(table.headers) - len(table.metrics), headers(table)
     lines = [
-        "| " + " | ".join(table.headers) + " |",
-        "|" + "|".join("---" if i < n_keys else "---:" for i in range(len(table.headers))) + "|",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" if i < n_keys else "---:" for i in range(len(head))) + "|",
     ]
     lines += ["| " + " | ".join(cell(*c) for c in row) + " |" for row in marked_cells(table)]
     return "\n".join(lines) + "\n\n" + "\n".join(table.notes) + "\n"
@@ -127,7 +164,7 @@ def _markdown(table: Table) -> str:
 def _csv(table: Table) -> str:
     out = io.StringIO()
     rows = [[text for text, _ in row] for row in marked_cells(table)]
-    csv.writer(out, lineterminator="\n").writerows([table.headers, *rows])
+    csv.writer(out, lineterminator="\n").writerows([headers(table), *rows])
     return out.getvalue()
 
 
@@ -156,7 +193,7 @@ def latex_escape(text: str) -> str:
 
 def _latex(table: Table) -> str:
     n_keys = len(table.headers) - len(table.metrics)
-    spec = "l" * n_keys + "r" * len(table.metrics)
+    spec = "l" * n_keys + "r" * (len(headers(table)) - n_keys)
     body = [
         " & ".join(r"\textbf{" + latex_escape(t) + "}" if b else latex_escape(t) for t, b in row) + r" \\"
         for row in marked_cells(table)
@@ -168,7 +205,7 @@ def _latex(table: Table) -> str:
         r"  \caption{" + latex_escape(table.title) + "}",
         r"  \begin{tabular}{" + spec + "}",
         r"    \toprule",
-        "    " + " & ".join(latex_escape(h) for h in table.headers) + r" \\",
+        "    " + " & ".join(latex_escape(h) for h in headers(table)) + r" \\",
         r"    \midrule",
         *("    " + line for line in body),
         r"    \bottomrule",
@@ -187,7 +224,7 @@ def _html(table: Table) -> str:
         inner = f"<strong>{html.escape(text)}</strong>" if bold else html.escape(text)
         return f"<td{style}>{inner}</td>"
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers(table))
     rows = ["<tr>" + "".join(td(i, t, b) for i, (t, b) in enumerate(row)) + "</tr>" for row in marked_cells(table)]
     lines = [
         "<table>",

@@ -51,6 +51,13 @@ class Table:
     parent_run: str | None = None
     alpha: float = 0.05
     source: str = ""
+    # per row and metric: the value the report printed (logged units) or None, and the tolerance floor
+    reported: list[list[float | None]] = field(default_factory=list)
+    floors: list[list[float]] = field(default_factory=list)
+    reported_mode: str = "inline"  # off | column | inline: how renderers show reported values
+    # per row: the (dataset, digest, train size) of each finished run standing for a seed
+    datasets: list[list[tuple[str, str, str]]] = field(default_factory=list)
+    logged: str | None = None  # the parent run's table.md as found (None: none yet): relog only on change
 
     def best(self, column: int) -> int | None:
         """Row index of the best mean in a metric column, by the metric's goal."""
