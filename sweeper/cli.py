@@ -134,10 +134,50 @@ def run(
         bool, typer.Option("--retry-failed", help="Train cells that failed with an error again.")
     ] = False,
     heartbeat: HeartbeatOpt = 10,
+    launcher: Annotated[
+        str, typer.Option(help="local (here), or slurm: submit --workers workers as one SLURM job array and return.")
+    ] = "local",
+    workers: Annotated[Optional[int], typer.Option(min=1, help="SLURM: array tasks, one worker each.")] = None,
+    gpus_per_worker: Annotated[Optional[int], typer.Option(min=0, help="SLURM: GPUs per worker.")] = None,
+    cpus_per_worker: Annotated[Optional[int], typer.Option(min=1, help="SLURM: CPUs per worker.")] = None,
+    partition: Annotated[Optional[str], typer.Option(help="SLURM: the partition.")] = None,
+    time_limit: Annotated[Optional[str], typer.Option("--time", help="SLURM: time per task, e.g. 4:00:00.")] = None,
+    slurm_opt: Annotated[
+        Optional[list[str]], typer.Option(help="SLURM: any other sbatch option as key=value; repeat.")
+    ] = None,
+    requeue: Annotated[
+        bool, typer.Option("--requeue", help="SLURM: a preempted or timed-out task is requeued and resumes its cell.")
+    ] = False,
 ) -> None:
     """Train every unfinished cell of a spec and log it to MLflow; finished cells are skipped."""
     from sweeper import sweep
 
+    if launcher != "local":
+        from sweeper.sweep import slurm
+
+        if launcher != "slurm":
+            raise UserError(f"--launcher '{launcher}' is not one of: local, slurm.")
+        opts = slurm.options(
+            spec,
+            profile,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            cpus_per_worker=cpus_per_worker,
+            partition=partition,
+            time=time_limit,
+            extra=slurm_opt or [],
+            requeue=requeue,
+        )
+        ids, logs = slurm.submit(
+            spec, profile, opts, storage=storage, tracking_uri=tracking_uri, device=device, heartbeat=heartbeat
+        )
+        console.print(
+            f"submitted {len(ids)} SLURM workers: {' '.join(ids)}\n  logs: {logs}   (`sweeper logs {spec}`)\n"
+            f"  progress: sweeper status {spec}" + (f" -p {profile}" if profile else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     gpus = _device_list(devices)
     with sigterm_as_interrupt():
         report = sweep.run(
@@ -406,6 +446,31 @@ def status(spec: SpecArg, profile: ProfileOpt = None, storage: StorageOpt = None
     for cid, state in snap.states.items():
         if state == "failed":
             console.print(f"  failed: {snap.names[cid]}", highlight=False, soft_wrap=True)
+    from sweeper.schema.spec import load_spec
+    from sweeper.sweep import slurm
+
+    for task, state, where in slurm.array_states(load_spec(spec).name, tracking_uri):
+        console.print(f"  slurm {task}: {state} ({where})", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def logs(
+    spec: SpecArg,
+    task: Annotated[Optional[str], typer.Option(help="One array task, e.g. 1234_0 or just 0.")] = None,
+    lines: Annotated[int, typer.Option(min=1, help="Last lines of each log.")] = 40,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Print the last lines of each SLURM array task's log (stdout and stderr) of a spec's sweep."""
+    from sweeper.schema.spec import load_spec
+    from sweeper.sweep import slurm
+
+    files = slurm.logs(load_spec(spec).name, tracking_uri, task)
+    if not files:
+        raise UserError(f"no SLURM logs for {spec} in {slurm.log_dir(load_spec(spec).name, tracking_uri)}.")
+    for path in files:
+        text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        console.print(f"==> {path} <==\n{text}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sweeper.errors import UserError
 from sweeper.schema.config import Strict, TrainConfig, fields_at, kind_tags, merge, unflatten
+from sweeper.schema.launcher import Launcher
 from sweeper.schema.search import SEARCH_TAGS, Search
 
 NumberFormat = Literal["percent", "loss", "params", "float", "int", "sci"]
@@ -102,6 +103,7 @@ class Spec(Strict):
     search: Search | None = None  # an Optuna search instead of fixed rows
     table: TableSpec
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    launcher: Launcher | None = None  # SLURM settings for `sweeper run --launcher slurm`
 
     @field_validator("rows")
     @classmethod
