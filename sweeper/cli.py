@@ -79,11 +79,14 @@ def sigterm_as_interrupt() -> Iterator[None]:
 @user_errors
 def validate(specs: Annotated[list[Path], typer.Argument(help="One or more spec files.")]) -> None:
     """Check specs strictly (names, types, ranges) and list their cells with parameter counts; writes nothing."""
+    from sweeper.schema.checks import differences
+    from sweeper.schema.config import TrainConfig, merge, unflatten
     from sweeper.schema.spec import expand, load_spec
-    from sweeper.training.cost import model_cost
 
-    for path in specs:
-        spec = load_spec(path)
+    loaded = [(path, load_spec(path)) for path in specs]  # every spec checked before any output
+    from sweeper.training.cost import model_cost  # torch: only once the specs are known good
+
+    for path, spec in loaded:
         cells = expand(spec)
         if spec.search is not None:
             s = spec.search
@@ -102,15 +105,27 @@ def validate(specs: Annotated[list[Path], typer.Argument(help="One or more spec 
             f"profiles: {', '.join(spec.profiles) or 'none'}",
             soft_wrap=True,
         )
+        base = TrainConfig.model_validate(merge(unflatten(spec.base), {"seed": spec.seeds[0]}))
+        console.print(
+            f"  base: {base.model.name}, {base.activation}, {base.optimizer.name} lr={base.optimizer.lr:g}, "
+            f"{base.epochs} epochs",
+            highlight=False,
+            soft_wrap=True,
+        )
         for label, _ in spec.row_overrides():
             cell = next(c for c in cells if c.label == label)
+            changed = ", ".join(f"{k}={v}" for k, v in differences(base, cell.config).items()) or "as base"
             console.print(
-                f"  {label}: {cell.config.model.name}, {cell.config.activation}, "
-                f"{cell.config.optimizer.name} lr={cell.config.optimizer.lr:g}, {cell.config.epochs} epochs, "
-                f"{model_cost(cell.config).params:,} params",
-                highlight=False,
-                soft_wrap=True,
+                f"  {label}: {changed}, {model_cost(cell.config).params:,} params", highlight=False, soft_wrap=True
             )
+
+
+@app.command()
+def schema() -> None:
+    """Every spec key with its type, default, allowed values and meaning (from the models `validate` uses)."""
+    from sweeper.schema.doc import schema_text
+
+    console.print(schema_text(), highlight=False, soft_wrap=True, markup=False, end="")
 
 
 @app.command()

@@ -79,3 +79,14 @@ SUMMARY_METRICS = (
     "train_time",
 )
 METRICS = EPOCH_METRICS + SUMMARY_METRICS
+# Logged per training step (step = global step) by a cell whose config has a `probe:` block.
+PROBE_METRICS = (
+    "step_loss",
+    "probe_loss_min",
+    "probe_loss_max",
+    "grad_pred_min",
+    "grad_pred_max",
+    "grad_pred_mean",
+    "beta_smooth",
+    "probe_grad_norm",
+)

@@ -5,7 +5,6 @@ Imports no torch, so `sweeper validate` is instant.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -13,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sweeper.errors import UserError
-from sweeper.schema.config import Strict, TrainConfig, fields_at, kind_tags, merge, unflatten
+from sweeper.schema.checks import inert_settings, table_problems
+from sweeper.schema.config import Strict, TrainConfig, merge, unflatten
+from sweeper.schema.explain import CONTEXT, cell_locations, explain, line_of, paragraph, problem
 from sweeper.schema.launcher import Launcher
-from sweeper.schema.search import SEARCH_TAGS, Search
+from sweeper.schema.search import Search
+from sweeper.schema.yamlio import load_yaml, read_spec_text
 
 NumberFormat = Literal["percent", "loss", "params", "float", "int", "sci"]
 
@@ -109,12 +110,42 @@ class Spec(Strict):
     @classmethod
     def _rows_have_labels(cls, rows: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
         labels = [row.get("label") for row in rows or []]
+        if rows is not None and not rows:
+            raise ValueError("`rows` is empty: a table needs at least one row (`- {label: ...}`)")
         if any(not isinstance(label, str) or not label for label in labels):
             raise ValueError("every row needs a non-empty `label`")
         dupes = sorted({str(label) for label in labels if labels.count(label) > 1})
         if dupes:
             raise ValueError(f"row labels must be unique; repeated: {', '.join(dupes)}")
         return rows
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_has_cells(cls, grid: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        if grid is not None and not grid:
+            raise ValueError("`grid` is empty: give at least one dotted key with a list of values")
+        empty = [key for key, values in (grid or {}).items() if not values]
+        if empty:
+            raise ValueError(f"grid key(s) {', '.join(empty)} list no values, so the grid has no cells")
+        return grid
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_seeds(cls, profiles: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, profile in profiles.items():
+            seeds = profile.get("seeds", [0])
+            ok = isinstance(seeds, list) and seeds and all(type(s) is int and s >= 0 for s in seeds)
+            if not ok or len(set(seeds)) != len(seeds):
+                raise ValueError(f"profiles.{name}.seeds must be a non-empty list of unique integers >= 0")
+        return profiles
+
+    def seeds_for(self, profile: str | None) -> list[int]:
+        """The seeds of a profile: its own `seeds:` if it sets them, else the spec's."""
+        return list(self.profiles.get(profile or "", {}).get("seeds", self.seeds))
+
+    def profile_overrides(self, profile: str | None) -> dict[str, Any]:
+        """A profile's config overrides, nested (its `seeds` are not part of the config)."""
+        return unflatten({k: v for k, v in self.profiles.get(profile or "", {}).items() if k != "seeds"})
 
     @model_validator(mode="after")
     def _one_axis(self) -> Spec:
@@ -123,8 +154,8 @@ class Spec(Strict):
                 "give exactly one of `rows` (one per table row), `grid` (a cartesian product) "
                 "or `search` (an Optuna search)"
             )
-        if self.search is not None and len(self.seeds) != 1:
-            raise ValueError("a search trains one seed per trial: give a single seed")
+        if self.search is not None and any(len(self.seeds_for(p)) != 1 for p in [None, *self.profiles]):
+            raise ValueError("a search trains one seed per trial: give a single seed (in profiles too)")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be unique")
         self._check_reported()
@@ -190,68 +221,142 @@ def config_hash(config: TrainConfig) -> str:
 
 # --- loading --------------------------------------------------------------------------------
 
+# Stand-ins for top-level fields that failed to validate, so that the rest of the spec (base,
+# rows, profiles) is still checked and every mistake is reported in one pass.
+_STAND_INS: dict[str, Any] = {
+    "name": "spec",
+    "title": "",
+    "source": "",
+    "seeds": [0],
+    "profiles": {},
+    "table": {"metrics": [{"key": "test_acc", "header": "-"}]},
+}
+
 
 def load_spec(path: str | Path) -> Spec:
     """Read, validate and dry-expand a spec file; any problem is a UserError with file:line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such spec file. Specs live under experiments/, e.g. experiments/activations.yaml.")
-    return parse_spec(path.read_text(), path)
+    return parse_spec(read_spec_text(path), path)
 
 
-def parse_spec(text: str, path: Path) -> Spec:
-    """Validate spec text (`path` names it in messages) and every cell of every profile."""
-    try:
-        raw = yaml.safe_load(text)
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from None
+def parse_spec(text: str, path: Path, strict: bool = True) -> Spec:
+    """Validate spec text (`path` names it in messages) and every cell of every profile; every problem
+    is reported at once. `strict` adds the checks an older logged spec may fail (duplicate keys,
+    settings with no effect, table keys nothing logs): tables re-read logged specs without them."""
+    raw, tree, problems = load_yaml(text, path)
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a spec is a YAML mapping with name, base, rows or grid, and table.")
-    try:
-        spec = Spec.model_validate(raw)
-    except ValidationError as exc:
-        raise UserError(_explain(path, tree, exc, lambda loc: [loc])) from None
-    try:
-        TrainConfig.model_validate(unflatten(spec.base))
-    except (ValidationError, ValueError) as exc:
-        if not isinstance(exc, ValidationError):
-            raise UserError(f"{path}: base: {exc}") from None
-        raise UserError(_explain(path, tree, exc, lambda loc: [("base", *loc)], context="base")) from None
-    for profile in [None, *spec.profiles]:
-        expand(spec, profile, path=path, tree=tree)
+    problems = problems if strict else []
+    spec, replaced = _validate_spec(raw, path, tree, problems)
+    base_problems: list[str] = []
+    base = raw.get("base")
+    if isinstance(base, dict):
+        try:
+            TrainConfig.model_validate(unflatten(base))
+        except ValidationError as exc:
+            base_problems = explain(path, tree, exc, lambda loc: [("base", *loc)], TrainConfig)
+        except ValueError as exc:
+            base_problems = [f"{path}:{line_of(tree, ('base',))}: base: {exc}"]
+    problems += base_problems
+    if spec is not None and not replaced & {"base", "rows", "grid", "search"}:
+        configs: list[TrainConfig] = []
+        for profile in [None, *spec.profiles]:
+            cells, lines = _expand(spec, profile, path, tree, strict)
+            problems += [line for line in lines if line.partition(CONTEXT)[0] not in base_problems]
+            configs += [c.config for c in cells] if profile is None else []
+        if strict and "table" not in replaced:
+            columns, metrics = [c.key for c in spec.table.columns], [m.key for m in spec.table.metrics]
+            for loc, msg in table_problems(columns, metrics, configs):
+                problems.append(problem(path, tree, [loc], msg))
+    if problems:
+        raise UserError(paragraph(path, problems))
+    assert spec is not None
     return spec
+
+
+def _validate_spec(raw: dict[str, Any], path: Path, tree: Any, problems: list[str]) -> tuple[Spec | None, set[str]]:
+    """The Spec, else one with the failing parts left out or stood in for (and the fields stood in for),
+    so that the rest is still checked."""
+    try:
+        return Spec.model_validate(raw), set()
+    except ValidationError as exc:
+        problems += explain(path, tree, exc, lambda loc: [loc], Spec)
+        errors = exc.errors()
+    if any(not e["loc"] for e in errors):  # a whole-spec rule failed: nothing sound to check the cells against
+        return None, set()
+    patched, replaced = dict(raw), set()
+    for top in {str(e["loc"][0]) for e in errors}:
+        bad = {e["loc"][1] for e in errors if e["loc"][0] == top and len(e["loc"]) > 1}
+        if isinstance(raw[top], dict) and bad:  # e.g. an unknown key inside `table`: check the rest
+            patched[top] = {k: v for k, v in raw[top].items() if k not in bad}
+            continue
+        patched.pop(top)
+        if top in _STAND_INS:
+            patched[top] = _STAND_INS[top]
+        replaced.add(top)
+    try:
+        return Spec.model_validate(patched), replaced
+    except ValidationError:
+        replaced |= {str(e["loc"][0]) for e in errors}
+    for top in replaced:
+        patched.pop(top, None)
+        if top in _STAND_INS:
+            patched[top] = _STAND_INS[top]
+    if replaced & {"rows", "grid", "search", "base"}:
+        patched = {k: v for k, v in patched.items() if k not in ("rows", "grid", "search")}
+        patched |= {"rows": [{"label": "-"}], "base": {}}
+    try:
+        return Spec.model_validate(patched), replaced
+    except ValidationError:
+        return None, replaced
 
 
 def expand(spec: Spec, profile: str | None = None, *, path: Path | None = None, tree: Any = None) -> list[Cell]:
     """One resolved, validated Cell per (row, seed), rows in table order, seeds inner."""
+    where = path or Path(f"<spec {spec.name}>")
+    cells, problems = _expand(spec, profile, where, tree)
+    if problems:
+        raise UserError(paragraph(where, problems))
+    return cells
+
+
+def _expand(
+    spec: Spec, profile: str | None, where: Path, tree: Any, strict: bool = False
+) -> tuple[list[Cell], list[str]]:
+    """(cells, problems) of one profile; a search's cells are those at the edges of its ranges."""
     if profile is not None and profile not in spec.profiles:
         known = ", ".join(spec.profiles) or "none"
         raise UserError(f"spec '{spec.name}' has no profile '{profile}' (its profiles: {known}).")
-    where = path or Path(f"<spec {spec.name}>")
     try:
-        prof = unflatten(spec.profiles.get(profile, {})) if profile else {}
+        prof = spec.profile_overrides(profile)
         rows = [(label, unflatten(over)) for label, over in spec.row_overrides()]
     except ValueError as exc:
-        raise UserError(f"{where}: {exc}") from None
+        return [], [f"{where}: {exc}"]
     if spec.search is not None:  # trials are sampled later; every edge of every range must validate now
-        for over in spec.search.edge_overrides():
-            trial_cell(spec, profile, over, where=where, tree=tree)
-        return []
-    cells = []
+        results = [_trial(spec, profile, over, 0, where, tree, strict) for over in spec.search.edge_overrides()]
+        return [c for c, _ in results if c], [line for _, lines in results for line in lines]
+    cells, problems = [], []
     for index, (label, over) in enumerate(rows):
-        for seed in spec.seeds:
+        context = f"row '{label}'" + (f", profile '{profile}'" if profile else "")
+
+        def candidates(loc: tuple, i: int = index) -> list[tuple]:
+            return cell_locations(spec, i, profile, loc)
+
+        own = ("rows", index) if spec.rows is not None else ("grid",)
+        for seed in spec.seeds_for(profile):
             resolved = merge(merge(merge(unflatten(spec.base), over), prof), {"seed": seed})
             try:
                 config = TrainConfig.model_validate(resolved)
             except ValidationError as exc:
-
-                def candidates(loc: tuple, i: int = index) -> list[tuple]:
-                    return _cell_locations(spec, i, profile, loc)
-
-                raise UserError(_explain(where, tree, exc, candidates, context=f"row '{label}'")) from None
+                problems += explain(where, tree, exc, candidates, TrainConfig, context, own)
+                break  # the other seeds fail alike
+            if strict:
+                for key, msg in inert_settings(config):
+                    problems.append(problem(where, tree, candidates(tuple(key.split("."))), msg, context, own))
             cells.append(Cell(row=index, label=label, seed=seed, config=config))
-    return cells
+    return cells, problems
 
 
 def trial_cell(
@@ -265,94 +370,35 @@ def trial_cell(
 ) -> Cell:
     """The cell of one search trial: base + sampled dotted overrides + profile, validated like a row."""
     where = where or Path(f"<spec {spec.name}>")
+    cell, problems = _trial(spec, profile, params, number, where, tree)
+    if cell is None:
+        raise UserError(paragraph(where, problems))
+    return cell
+
+
+def _trial(
+    spec: Spec, profile: str | None, params: dict[str, Any], number: int, where: Path, tree: Any, strict: bool = False
+) -> tuple[Cell | None, list[str]]:
+    """(the trial's cell or None, problems)."""
     label = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-    prof = unflatten(spec.profiles.get(profile, {})) if profile else {}
+    seed = spec.seeds_for(profile)[0]
+
+    def candidates(loc: tuple) -> list[tuple]:
+        dotted = ".".join(str(p) for p in loc)
+        hits = [("search", "params", k) for k in params if dotted == k or dotted.startswith(k + ".")]
+        return [*hits, *(cell_locations(spec, 0, profile, loc)[:-1] if profile else []), ("base", *loc)]
+
     try:
-        resolved = merge(merge(merge(unflatten(spec.base), unflatten(params)), prof), {"seed": spec.seeds[0]})
+        resolved = merge(
+            merge(merge(unflatten(spec.base), unflatten(params)), spec.profile_overrides(profile)), {"seed": seed}
+        )
         config = TrainConfig.model_validate(resolved)
     except ValidationError as exc:
-
-        def candidates(loc: tuple) -> list[tuple]:
-            dotted = ".".join(str(p) for p in loc)
-            hits = [("search", "params", k) for k in params if dotted == k or dotted.startswith(k + ".")]
-            return [*hits, ("base", *loc)]
-
-        raise UserError(_explain(where, tree, exc, candidates, context=f"search trial {label}")) from None
+        return None, explain(where, tree, exc, candidates, TrainConfig, f"search trial {label}")
     except ValueError as exc:
-        raise UserError(f"{where}: search.params: {exc}") from None
-    return Cell(row=number, label=label, seed=spec.seeds[0], config=config)
-
-
-# --- error messages -------------------------------------------------------------------------
-
-
-def _cell_locations(spec: Spec, row: int, profile: str | None, loc: tuple) -> list[tuple]:
-    """Where in the YAML a cell field may have come from, most specific first."""
-    dotted = ".".join(str(p) for p in loc)
-    out: list[tuple] = []
-    sources: list[tuple[tuple, dict[str, Any]]] = []
-    if profile:
-        sources.append((("profiles", profile), spec.profiles[profile]))
-    if spec.rows is not None:
-        sources.append((("rows", row), spec.rows[row]))
-    else:
-        sources.append((("grid",), spec.grid or {}))
-    for prefix, block in sources:
-        for key in sorted(block, key=len, reverse=True):
-            if dotted == key or dotted.startswith(key + "."):
-                rest = tuple(dotted[len(key) + 1 :].split(".")) if dotted != key else ()
-                out.append((*prefix, key, *rest))
-            elif key.startswith(dotted + "."):  # the error is on a block a dotted key sets inside
-                out.append((*prefix, key))
-    out.append(("base", *loc))
-    return out
-
-
-def _line_of(tree: Any, loc: tuple) -> int | None:
-    """1-based YAML line of the deepest node along loc that exists."""
-    node, line = tree, None
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == str(part)), None)
-            if node is None:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return line
-    return node.start_mark.line + 1 if node is not None else line
-
-
-def _suggest(err: Any, root: type) -> str:
-    """'did you mean' text for unknown keys and names."""
-    bad: Any
-    if err["type"] == "extra_forbidden":
-        bad, options = str(err["loc"][-1]), fields_at(root, err["loc"][:-1])
-    else:
-        ctx = err.get("ctx") or {}
-        bad = ctx.get("tag", err.get("input"))
-        raw = str(ctx.get("expected_tags") or ctx.get("expected") or "")
-        options = [o.strip().strip("'") for o in raw.replace(" or ", ",").split(",") if o.strip()]
-    if not options or not isinstance(bad, str):
-        return ""
-    close = difflib.get_close_matches(bad, options, n=3, cutoff=0.4)
-    return f". Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
-def _explain(path: Path, tree: Any, exc: ValidationError, candidates: Any, context: str = "") -> str:
-    """One paragraph: every problem with file:line, the field path and what is allowed."""
-    lines, tags = [], kind_tags() | SEARCH_TAGS
-    root = TrainConfig if context else Spec
-    for err in exc.errors():
-        # Discriminated unions put the tag into error locations; the YAML has no such level.
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in tags))
-        where = next((c for c in candidates(loc) if tree is not None and _line_of(tree, c)), candidates(loc)[0])
-        line = _line_of(tree, where) if tree is not None else None
-        field = ".".join(str(p) for p in where) or "(top level)"
-        msg = err["msg"] + _suggest(err, root)
-        lines.append(f"{path}{f':{line}' if line else ''}: {field}: {msg}")
-    head = f"{path}: invalid spec" + (f" ({context})" if context else "")
-    return head + ":\n  " + "\n  ".join(lines)
+        return None, [f"{where}: search.params: {exc}"]
+    problems = []
+    if strict:
+        for key, msg in inert_settings(config):
+            problems.append(problem(where, tree, candidates(tuple(key.split("."))), msg, f"search trial {label}"))
+    return Cell(row=number, label=label, seed=seed, config=config), problems
