@@ -4,8 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 SWEEPER := $(BIN)/sweeper
-# The real dataset ships beside the repo on our machines; elsewhere `make demo` downloads it.
-CIFAR_SRC ?= ../shared/datasets/cifar10-jpeg.tar.gz
+# The original (lossless) CIFAR-10 ships beside the repo on our machines; elsewhere `make demo` downloads it.
+CIFAR_SRC ?= ../shared/datasets/cifar-10-python.tar.gz
 DATA_DIR ?= data
 
 .PHONY: venv demo test lint data clean

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -229,22 +229,53 @@ def table(
     all_versions: Annotated[
         bool, typer.Option("--all-versions", help="Also count runs of older versions of the spec's rows.")
     ] = False,
+    reported: Annotated[
+        str, typer.Option(help="The report's values beside ours: inline, column, or off (no verdict either).")
+    ] = "inline",
+    check_reported: Annotated[
+        bool, typer.Option("--check-reported", help="Exit 1 if a finished row is out of tolerance of its report.")
+    ] = False,
 ) -> None:
-    """Rebuild the spec's table from the tracked runs alone."""
+    """Rebuild the spec's table from the tracked runs alone (and log it to the sweep's run as table.md)."""
     from sweeper import tables
 
-    built = tables.build(name, profile, tracking_uri, all_versions=all_versions)
+    built = tables.build(name, profile, tracking_uri, all_versions=all_versions, reported=reported)
+    _log_table(built, tracking_uri)
     if check:
         same, diff = tables.check(built, check)
         sys.stdout.write(diff if not same else f"{check}: the table of '{built.name}' matches the runs.\n")
         raise typer.Exit(0 if same else 1)
     text = tables.render(built, fmt)
+    if check_reported:
+        outside = tables.out_of_tolerance(built)
+        sys.stdout.write(text)
+        if outside:
+            sys.stderr.write("Out of tolerance of the report: " + "; ".join(outside) + "\n")
+        raise typer.Exit(1 if outside else 0)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text)
+
+
+def _log_table(built: Any, tracking_uri: str | None) -> None:
+    """The table as markdown on the sweep's parent run (table.md), so the MLflow UI shows it beside the runs.
+
+    Only when it differs from the one logged: an unchanged table stays a read (no MLflow import, ~3 s).
+    """
+    from sweeper import tables
+
+    markdown = tables.render(built, "markdown")
+    if built.parent_run is None or markdown == built.logged:
+        return
+    from sweeper.runs import tracking
+
+    try:
+        tracking.log_text(tracking.open_store(tracking_uri), built.parent_run, markdown, tables.TABLE_MD)
+    except Exception as exc:  # noqa: BLE001 - a read-only store still gets its table printed
+        print(f"warning: table.md not logged to run {built.parent_run}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 @data_app.command("prepare")

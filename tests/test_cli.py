@@ -17,7 +17,9 @@ runner = CliRunner()
 def test_validate_lists_cells(write_spec):
     result = runner.invoke(app, ["validate", str(write_spec())])
     assert result.exit_code == 0, result.output
-    assert "tiny, 2 cells" in result.output and "GELU: plain_cnn, gelu, adam lr=0.003" in result.output
+    out = result.output
+    assert "tiny, 2 cells" in out and "base: plain_cnn, relu, adam lr=0.003" in out
+    assert "ReLU: as base" in out and "GELU: activation=gelu" in out
 
 
 def test_bad_spec_exits_2_without_traceback_and_writes_nothing(write_spec, tmp_path, store_uri):

@@ -16,8 +16,11 @@ from sweeper.errors import DatasetMissing, UserError
 from sweeper.training import data
 from sweeper.training.data import CLASSES, Split, load_cached, make_splits, prepare, synthetic
 from sweeper.training.sources import read_source
+from sweeper.training.splits import dataset_name
 
-REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared/datasets/cifar10-jpeg.tar.gz"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared/datasets"
+REAL_ARCHIVE = SHARED / "cifar10-jpeg.tar.gz"
+LOSSLESS = SHARED / "cifar-10-python.tar.gz"
 N_TRAIN, N_TEST = 6, 3
 
 
@@ -218,6 +221,20 @@ def test_synthetic_is_deterministic_and_learnable() -> None:
     assert accuracy > 0.5
 
 
+def test_the_original_archive_is_the_full_lossless_cifar10() -> None:
+    """make demo's default source: all 60,000 images in the official order, named plain 'CIFAR-10'."""
+    if not LOSSLESS.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{LOSSLESS} is missing (the shared original CIFAR-10)")
+        pytest.skip(f"{LOSSLESS} is missing")
+    train, test, description = read_source(LOSSLESS, progress=False)
+    assert dataset_name(description) == "CIFAR-10"
+    assert train.images.shape == (50000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
+    assert train.labels.bincount().tolist() == [5000] * 10 and test.labels.bincount().tolist() == [1000] * 10
+    # the official order: the first training image is a frog (6), the first test image a cat (3)
+    assert train.labels[:5].tolist() == [6, 9, 9, 4, 1] and test.labels[:5].tolist() == [3, 8, 8, 0, 6]
+
+
 def test_part_of_the_real_archive() -> None:
     if not REAL_ARCHIVE.is_file():
         message = f"{REAL_ARCHIVE} is missing (the shared CIFAR-10 JPEG archive)"
@@ -225,7 +242,7 @@ def test_part_of_the_real_archive() -> None:
             pytest.fail(message)
         pytest.skip(message)
     train, test, description = read_source(REAL_ARCHIVE, max_per_class=30, progress=False)
-    assert description.startswith("CIFAR-10 (JPEG)")
+    assert dataset_name(description) == "CIFAR-10 (JPEG)"
     assert train.images.shape == (300, 3, 32, 32) and test.images.shape == (300, 3, 32, 32)
     assert train.labels.tolist() == [c for c in range(10) for _ in range(30)]
     assert test.labels.bincount().tolist() == [30] * 10
