@@ -565,7 +565,9 @@ def list_specs(
     gpu_tflops: Annotated[
         Optional[float], typer.Option(help="Assumed sustained GPU rate in TFLOP/s (default 25).")
     ] = None,
-    cpu_gflops: Annotated[Optional[float], typer.Option(help="Assumed CPU rate here in GFLOP/s (default 8).")] = None,
+    cpu_gflops: Annotated[
+        Optional[float], typer.Option(help="Assumed CPU rate here in GFLOP/s (default: measured for this CPU kind).")
+    ] = None,
 ) -> None:
     """Every spec in a folder: rows, seeds, epochs, networks with parameter counts, estimated cost per profile."""
     from sweeper.training.cost import describe, survey

@@ -46,6 +46,47 @@ CPU_CELL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
+class CpuKind:
+    """What a 2-core CPU of one kind sustains, measured by benchmarks/demo_budget.py (idle machine).
+
+    `gflops` is the rate on small networks such as the demo's (larger ones run faster: a safe side),
+    `cell_seconds` a cell's fixed work, `setup_seconds` a `sweeper run` process's start and store.
+    """
+
+    name: str
+    gflops: float
+    cell_seconds: float
+    setup_seconds: float
+
+
+# The two kinds our machines come as. fp32: `benchmarks/demo_budget.py` on a 2-core AMD EPYC (AVX2,
+# no AVX-512), idle, 2026-12-02: 27.2 s to start `sweeper run` on a new store, 3.8 s of fixed work
+# a cell, 43 GFLOP/s end to end (evaluation, figures, export) on the demo's quarter-width ResNet;
+# `make demo` took 209 s there. bf16: the AVX-512 BF16 host's small-network rate above (190), with
+# the fp32 host's fixed costs (not measured there; it beats them, so the estimate errs long).
+CPU_KINDS = {
+    "fp32": CpuKind("2-core AVX2, fp32", gflops=43.0, cell_seconds=3.8, setup_seconds=27.2),
+    "bf16": CpuKind("2-core AVX-512 BF16, bf16 autocast", gflops=190.0, cell_seconds=3.8, setup_seconds=27.2),
+}
+# What `make demo` spends besides `sweeper run`: `sweeper data prepare` from the lossless archive
+# (11.2 s) and `sweeper table` (6.1 s), measured with the rates above; and the budget it must fit.
+DEMO_EXTRA_SECONDS = 17.3
+DEMO_BUDGET_SECONDS = 300.0
+
+
+def host_cpu_kind() -> CpuKind:
+    """This machine's kind: bf16 where the CPU computes it natively, else fp32."""
+    from sweeper.training.device import cpu_has_bf16
+
+    return CPU_KINDS["bf16" if cpu_has_bf16() else "fp32"]
+
+
+def run_seconds(cost: SweepCost, kind: CpuKind) -> float:
+    """Wall seconds of `sweeper run` for a sweep on one idle CPU of `kind`: setup, FLOPs, per-cell work."""
+    return kind.setup_seconds + cost.cpu_hours(kind.gflops, kind.cell_seconds) * 3600
+
+
+@dataclass(frozen=True)
 class ModelCost:
     """A network's size and the forward FLOPs of one 32x32 image."""
 
@@ -197,7 +238,8 @@ def survey(directory: str | Path) -> list[tuple[Path, SpecSummary | UserError]]:
 
 def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: float | None = None) -> list[str]:
     """The lines `sweeper list` prints for one spec."""
-    gpu, cpu = gpu_tflops or GPU_TFLOPS, cpu_gflops or CPU_GFLOPS
+    kind = host_cpu_kind()
+    gpu, cpu = gpu_tflops or GPU_TFLOPS, cpu_gflops or kind.gflops
     spec, seeds = summary.spec, summary.spec.seeds
     if spec.search is not None:
         trials = spec.search.budget() or "time-bounded"
@@ -212,7 +254,8 @@ def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: 
         lines.append(
             f"  {c.profile}: {_plural(c.cells, 'cell')} x {epochs} epoch{'s' * (c.epochs != (1,))}, "
             f"{_count(c.train_images)} training images, {'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP"
-            f" -> GPU {_duration(c.gpu_hours(gpu))} at {gpu:g} TFLOP/s, CPU {_duration(c.cpu_hours(cpu))} at {cpu:g} GFLOP/s"
+            f" -> GPU {_duration(c.gpu_hours(gpu))} at {gpu:g} TFLOP/s,"
+            f" CPU {_duration(c.cpu_hours(cpu, kind.cell_seconds))} at {cpu:g} GFLOP/s ({kind.name})"
         )
     return lines
 
