@@ -24,6 +24,7 @@ from sweeper.errors import UserError
 from sweeper.models import count_params
 from sweeper.schema.config import TrainConfig
 from sweeper.schema.spec import Spec, expand, load_spec, trial_cell
+from sweeper.training.device import cpu_has_bf16
 from sweeper.training.train import build_model
 
 CIFAR_TRAIN_IMAGES = 50_000  # validation is held out of these
@@ -76,8 +77,6 @@ DEMO_BUDGET_SECONDS = 300.0
 
 def host_cpu_kind() -> CpuKind:
     """This machine's kind: bf16 where the CPU computes it natively, else fp32."""
-    from sweeper.training.device import cpu_has_bf16
-
     return CPU_KINDS["bf16" if cpu_has_bf16() else "fp32"]
 
 
