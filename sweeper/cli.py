@@ -263,16 +263,23 @@ def table(
 def _log_table(built: Any, tracking_uri: str | None) -> None:
     """The table as markdown on the sweep's parent run (table.md), so the MLflow UI shows it beside the runs.
 
-    Only when it differs from the one logged: an unchanged table stays a read (no MLflow import, ~3 s).
+    Only when it differs from the one logged, and into a local artifact folder directly: `sweeper table` on
+    a local store never imports MLflow (~3 s); a remote store's table goes through MLflow.
     """
     from sweeper import tables
 
     markdown = tables.render(built, "markdown")
     if built.parent_run is None or markdown == built.logged:
         return
-    from sweeper.runs import tracking
-
     try:
+        if built.logged_path is not None:  # a local artifact folder: written in place, as MLflow would copy it
+            built.logged_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = built.logged_path.with_name(f".{built.logged_path.name}.partial")
+            partial.write_text(markdown)
+            partial.replace(built.logged_path)  # atomic: a reader sees the old table or the new one
+            return
+        from sweeper.runs import tracking
+
         tracking.log_text(tracking.open_store(tracking_uri), built.parent_run, markdown, tables.TABLE_MD)
     except Exception as exc:  # noqa: BLE001 - a read-only store still gets its table printed
         print(f"warning: table.md not logged to run {built.parent_run}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -181,6 +181,9 @@ def test_sweeper_table_logs_table_md_to_the_sweep_run_only_when_it_changed(known
     local = Path(run.info.artifact_uri.removeprefix("file://")) / tables.TABLE_MD
     logged = local.read_text()
     assert logged == tables.render(tables.build(str(path), tracking_uri=uri))
+    # written in place (no MLflow import on a local store), it is an artifact of the run as MLflow sees it
+    assert tables.TABLE_MD in [a.path for a in client.list_artifacts(parent)]
+    assert client.download_artifacts(parent, tables.TABLE_MD) and local.read_text() == logged
     stamp = local.stat().st_mtime_ns
     assert runner.invoke(app, ["table", str(path), "--tracking-uri", uri]).exit_code == 0
     assert local.stat().st_mtime_ns == stamp  # unchanged table: not logged again

@@ -76,7 +76,9 @@ def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bo
     table.notes = _notes(table, spec, order)
     sweeps = store.search(exp_id, "sweep") if exp_id and parent else []
     sweep = next((s for s in sweeps if s.info.run_id == parent), None)
-    table.logged = _logged_text(store, sweep, TABLE_MD) if sweep is not None else None
+    if sweep is not None:
+        table.logged = _logged_text(store, sweep, TABLE_MD)
+        table.logged_path = runs_db.local_path(f"{(sweep.info.artifact_uri or '').rstrip('/')}/{TABLE_MD}")
     return table
 
 
