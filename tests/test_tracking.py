@@ -229,3 +229,32 @@ def test_figure_files_keep_dotted_names(tmp_path):
 
     files = save_figure(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), tmp_path / "lr_1e-3.5", png=False)
     assert files == [tmp_path / "lr_1e-3.5.html"] and "plotly" in files[0].read_text()
+
+
+def test_workers_logging_the_same_new_dataset_at_once_both_get_it(mlflow_server):
+    """Two workers' first cells log one dataset at the same moment: the store's unique key (name, digest)
+    lets one insert win; the other must link the existing row, not fail its cell (seen under SLURM)."""
+    import threading
+
+    store = tracking.open_store(mlflow_server)
+    exp = store.client.create_experiment("race")
+    for digest in (f"{i:016x}" for i in range(8)):
+        runs = [store.client.create_run(exp).info.run_id for _ in range(2)]
+        start, errors = threading.Barrier(2), []
+
+        def log(run_id: str, digest: str = digest) -> None:
+            start.wait()
+            try:
+                tracking.log_dataset(store, run_id, "synthetic", digest, "synthetic", {"train": 1})
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        for run_id in runs:
+            (given,) = store.client.get_run(run_id).inputs.dataset_inputs
+            assert given.dataset.digest == digest

@@ -226,10 +226,29 @@ def log_dataset(
 ) -> None:
     """The run's data as an MLflow dataset input (the UI's Dataset column), split sizes as its profile.
 
-    MLflow keeps one input per (name, digest) on a run, so logging again on resume adds nothing.
+    MLflow keeps one input per (name, digest) on a run, so logging again on resume adds nothing. Two
+    workers that log the same new dataset at once race on the store's unique key (name, digest per
+    experiment): the loser gets an IntegrityError, and its retry finds the row and just links it.
     """
     dataset = Dataset(name, digest, "local", json.dumps({"description": source}), profile=json.dumps(sizes))
-    store.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+    inputs = [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])]
+    for attempt in range(DATASET_ATTEMPTS):
+        try:
+            store.client.log_inputs(run_id, inputs)
+            return
+        except Exception as exc:  # noqa: BLE001 - MLflow wraps the database's error in its own types
+            if not _unique_race(exc) or attempt == DATASET_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+DATASET_ATTEMPTS = 5
+
+
+def _unique_race(exc: Exception) -> bool:
+    """A unique-key violation from sqlite ('UNIQUE constraint failed') or PostgreSQL ('duplicate key')."""
+    text = str(exc)
+    return "UNIQUE constraint failed" in text or "duplicate key value" in text or "IntegrityError" in text
 
 
 def log_text(store: Store, run_id: str, text: str, path: str) -> None:

@@ -113,7 +113,10 @@ def log_data(log: cellrun.CellLogger, data: CifarData) -> None:
             Tag.TRAIN_SIZE: str(sizes["train"]),
         }
     )
-    tracking.log_dataset(log.store, log.run_id, data.name, data.digest, data.source, sizes)
+    try:
+        tracking.log_dataset(log.store, log.run_id, data.name, data.digest, data.source, sizes)
+    except Exception as exc:  # noqa: BLE001 - the tags above name the data for tables; the UI column can wait
+        print(f"warning: dataset input not logged to run {log.run_id} ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
 def _train_logged(
