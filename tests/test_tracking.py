@@ -231,6 +231,15 @@ def test_figure_files_keep_dotted_names(tmp_path):
     assert files == [tmp_path / "lr_1e-3.5.html"] and "plotly" in files[0].read_text()
 
 
+def log_at_once(store, run_id: str, digest: str, start, errors: list) -> None:
+    """Log a dataset input once every thread is at the barrier; collect the error, if any."""
+    start.wait()
+    try:
+        tracking.log_dataset(store, run_id, "synthetic", digest, "synthetic", {"train": 1})
+    except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
+        errors.append(exc)
+
+
 def test_workers_logging_the_same_new_dataset_at_once_both_get_it(mlflow_server):
     """Two workers' first cells log one dataset at the same moment: the store's unique key (name, digest)
     lets one insert win; the other must link the existing row, not fail its cell (seen under SLURM)."""
@@ -242,14 +251,7 @@ def test_workers_logging_the_same_new_dataset_at_once_both_get_it(mlflow_server)
         runs = [store.client.create_run(exp).info.run_id for _ in range(2)]
         start, errors = threading.Barrier(2), []
 
-        def log(run_id: str, digest: str = digest) -> None:
-            start.wait()
-            try:
-                tracking.log_dataset(store, run_id, "synthetic", digest, "synthetic", {"train": 1})
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=log, args=(r,)) for r in runs]
+        threads = [threading.Thread(target=log_at_once, args=(store, r, digest, start, errors)) for r in runs]
         for t in threads:
             t.start()
         for t in threads:
