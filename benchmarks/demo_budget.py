@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from sweeper.schema.spec import load_spec
+from sweeper.schema.spec import Spec, load_spec, parse_spec
 from sweeper.training.cost import (
     DEMO_BUDGET_SECONDS,
     CpuKind,
@@ -128,15 +128,11 @@ def main() -> None:
     )
 
 
-def spec_with_train_size(path: Path, profile: str, size: int):
+def spec_with_train_size(path: Path, profile: str, size: int) -> Spec:
+    """The spec with its profile's training-set size replaced, validated as `load_spec` would."""
     raw = yaml.safe_load(path.read_text())
     raw["profiles"][profile]["data.train_size"] = size
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(raw, f)
-    try:
-        return load_spec(f.name)
-    finally:
-        os.unlink(f.name)
+    return parse_spec(yaml.safe_dump(raw), path)
 
 
 if __name__ == "__main__":

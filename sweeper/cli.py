@@ -267,17 +267,14 @@ def _log_table(built: Any, tracking_uri: str | None) -> None:
     a local store never imports MLflow (~3 s); a remote store's table goes through MLflow.
     """
     from sweeper import tables
+    from sweeper.runs import db as runs_db
 
     markdown = tables.render(built, "markdown")
     if built.parent_run is None or markdown == built.logged:
         return
     try:
-        if built.logged_path is not None:  # a local artifact folder: written in place, as MLflow would copy it
-            built.logged_path.parent.mkdir(parents=True, exist_ok=True)
-            partial = built.logged_path.with_name(f".{built.logged_path.name}.partial")
-            partial.write_text(markdown)
-            partial.replace(built.logged_path)  # atomic: a reader sees the old table or the new one
-            return
+        if runs_db.write_text_artifact(built.parent_artifacts, tables.TABLE_MD, markdown):
+            return  # a local artifact folder: no MLflow import
         from sweeper.runs import tracking
 
         tracking.log_text(tracking.open_store(tracking_uri), built.parent_run, markdown, tables.TABLE_MD)

@@ -238,6 +238,19 @@ class Reader:
         return tracking.read_text_artifact(tracking.open_store(self.uri), run.info.run_id, path)
 
 
+def write_text_artifact(artifact_uri: str, path: str, text: str) -> bool:
+    """Write a run's text artifact in place when its artifact store is a local folder, as MLflow's local
+    repository would copy it (atomically: a reader sees the old file or the new one); False when remote."""
+    local = local_path(f"{artifact_uri.rstrip('/')}/{path}") if artifact_uri else None
+    if local is None:
+        return False
+    local.parent.mkdir(parents=True, exist_ok=True)
+    partial = local.with_name(f".{local.name}.partial")
+    partial.write_text(text)
+    partial.replace(local)
+    return True
+
+
 def local_path(uri: str) -> Path | None:
     """The file a file:// URI or a plain path names (as MLflow's local_file_uri_to_path), else None."""
     parsed = urllib.parse.urlparse(uri)

@@ -78,7 +78,7 @@ def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bo
     sweep = next((s for s in sweeps if s.info.run_id == parent), None)
     if sweep is not None:
         table.logged = _logged_text(store, sweep, TABLE_MD)
-        table.logged_path = runs_db.local_path(f"{(sweep.info.artifact_uri or '').rstrip('/')}/{TABLE_MD}")
+        table.parent_artifacts = sweep.info.artifact_uri or ""
     return table
 
 

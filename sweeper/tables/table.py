@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sweeper.schema.spec import Metric
 
@@ -59,7 +58,7 @@ class Table:
     # per row: the (dataset, digest, train size) of each finished run standing for a seed
     datasets: list[list[tuple[str, str, str]]] = field(default_factory=list)
     logged: str | None = None  # the parent run's table.md as found (None: none yet): relog only on change
-    logged_path: Path | None = None  # where table.md lives when the artifact store is a local folder
+    parent_artifacts: str = ""  # the parent run's artifact URI, where table.md is logged
 
     def best(self, column: int) -> int | None:
         """Row index of the best mean in a metric column, by the metric's goal."""
