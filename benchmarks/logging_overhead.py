@@ -37,7 +37,8 @@ from sweeper.schema.spec import expand, load_spec
 from sweeper.settings import get_settings
 from sweeper.training import state as training_state
 from sweeper.training.data import load_cached, make_splits, synthetic
-from sweeper.training.train import pick_device, train
+from sweeper.training.device import pick_device
+from sweeper.training.train import train
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "activations.yaml"
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from sweeper.schema.config import TrainConfig
 from sweeper.training.data import load_cached, make_splits
-from sweeper.training.train import pick_device, pick_precision, train
+from sweeper.training.device import pick_device
+from sweeper.training.precision import pick_precision
+from sweeper.training.train import train
 
 CONFIGS = {
     "baseline": ({"name": "baseline_cnn"}, "none", "half", 3, 5000),

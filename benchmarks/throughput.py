@@ -43,7 +43,9 @@ from sweeper.models import create_model
 from sweeper.schema.config import TrainConfig
 from sweeper.training.augment import NORMALIZE
 from sweeper.training.data import CifarData, Split, load_cached, synthetic
-from sweeper.training.train import pick_device, pick_precision, train
+from sweeper.training.device import pick_device
+from sweeper.training.precision import pick_precision
+from sweeper.training.train import train
 
 BATCH = 128
 DEFAULT_THREADS = torch.get_num_threads()

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -142,7 +142,11 @@ def run(
         ),
     ] = None,
     devices: Annotated[
-        Optional[str], typer.Option(help="GPUs for the workers, e.g. 0,1,2,3: one worker per GPU.")
+        Optional[str],
+        typer.Option(
+            help="GPUs for the workers, e.g. 0,1,2,3 (numbered as this process sees them, within "
+            "CUDA_VISIBLE_DEVICES) or all: one worker per GPU."
+        ),
     ] = None,
     storage: StorageOpt = None,
     retry_failed: Annotated[
@@ -201,7 +205,7 @@ def run(
             tracking_uri=tracking_uri,
             device=device,
             console=console,
-            jobs=jobs or len(gpus or [0]),
+            jobs=jobs,
             devices=gpus,
             storage=storage,
             retry_failed=retry_failed,
@@ -435,13 +439,15 @@ def analyze_filters(
     _logged(paths, f"the run of '{row}'")
 
 
-def _device_list(devices: str | None) -> list[int] | None:
+def _device_list(devices: str | None) -> list[int] | Literal["all"] | None:
     if not devices:
         return None
+    if devices.strip() == "all":
+        return "all"
     try:
         return [int(d) for d in devices.split(",") if d.strip()]
     except ValueError:
-        raise UserError(f"--devices '{devices}' is not a list of GPU numbers like 0,1,2,3.") from None
+        raise UserError(f"--devices '{devices}' is not a list of GPU numbers like 0,1,2,3, or all.") from None
 
 
 @app.command()
@@ -560,6 +566,19 @@ def server(
         running.stop()
     if code:
         raise UserError(f"mlflow server exited with code {code}.")
+
+
+@app.command()
+@user_errors
+def doctor() -> None:
+    """What this machine offers a run: torch and its CUDA build, the driver, each GPU, what `precision: auto` picks."""
+    from sweeper.training.doctor import advice, describe, gather
+
+    facts = gather()
+    for line in describe(facts):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    for line in advice(facts):
+        err_console.print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 @app.command("list")

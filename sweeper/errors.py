@@ -1,4 +1,6 @@
-"""The one exception type a user can cause: the CLI prints it as a paragraph and exits 2."""
+"""The one exception type a user can cause (the CLI prints it as a paragraph and exits 2), and warnings."""
+
+import sys
 
 
 class UserError(Exception):
@@ -11,3 +13,11 @@ class DatasetMissing(UserError):
 
 class Pruned(Exception):
     """Raised from an epoch hook when the sweeper's pruner stops a cell early; not a failure."""
+
+
+def warn(message: str) -> None:
+    """Tell the user something went less well than asked, without stopping: one `warning:` line on stderr.
+
+    The one channel library code warns through, so every warning reads alike and tests can catch them.
+    """
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -32,7 +32,9 @@ class Tag:
     ARTIFACTS_ERROR = PREFIX + "artifacts_error"
     DEVICE = PREFIX + "device"
     DEVICE_NAME = PREFIX + "device_name"
-    PRECISION = PREFIX + "precision"
+    PRECISION = PREFIX + "precision"  # what the run computed in (`auto` resolved, kept across resumes)
+    PRECISION_CONVERTED = PREFIX + "precision_converted"  # a resume that could not keep it: "bf16 -> fp16: ..."
+    TF32 = PREFIX + "tf32"  # "on" when fp32 matmuls/convolutions ran as TF32 (precision tf32 on a CUDA GPU)
     TORCH = PREFIX + "torch"
     CUDA = PREFIX + "cuda"
     CUDNN = PREFIX + "cudnn"

@@ -19,7 +19,8 @@ from sweeper.analysis.filters import feature_maps, feature_maps_figure, filters_
 from sweeper.analysis.landscape import evaluate_at, loss_surface, random_direction, surface_cost
 from sweeper.schema.config import TrainConfig
 from sweeper.training.probes import make_step_hook, probe
-from sweeper.training.train import Step, loss_fn
+from sweeper.training.recipe import loss_fn
+from sweeper.training.train import Step
 
 REPO = Path(__file__).resolve().parents[1]
 

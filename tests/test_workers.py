@@ -199,24 +199,6 @@ def test_a_worker_killed_mid_cell_has_its_cell_finished_by_the_other(write_spec,
     assert len([r for r in cell_runs(store_uri) if r.info.status == "FINISHED"]) == 2
 
 
-def test_cpu_threads_are_split_and_gpus_checked(monkeypatch):
-    from sweeper.errors import UserError
-    from sweeper.sweep import workers
-
-    monkeypatch.setattr(workers, "cpu_count", lambda: 16)
-    plan = workers.assignments(3, None, "cpu")
-    assert [(env["OMP_NUM_THREADS"], device, threads) for env, device, threads in plan] == [("5", "cpu", 5)] * 3
-    import torch
-
-    if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="--devices 0,1 asks for CUDA GPUs"):
-            workers.assignments(2, [0, 1], "auto")
-    else:
-        have = torch.cuda.device_count()
-        plan = workers.assignments(2 * have, list(range(have)), "auto")
-        assert [env["CUDA_VISIBLE_DEVICES"] for env, _, _ in plan] == [str(i % have) for i in range(2 * have)]
-
-
 def test_progress_display_shows_counts_and_each_workers_epoch():
     from sweeper.sweep import workers
     from sweeper.sweep.ledger import Snapshot

@@ -43,13 +43,15 @@ class PatchWhitening(nn.Module):
     def fit(self, images: Tensor) -> None:
         """Set the filters to the inverse square root of the images' patch covariance (zero-mean outputs)."""
         p = self.conv.kernel_size[0]
+        # On the CPU in float64, whatever the model's device: MPS has neither float64 nor `eigh`,
+        # and a 12x12 eigendecomposition gains nothing from a GPU.
+        images = images.detach().to("cpu", torch.float64)
         # rows ordered (channel, dy, dx), as a conv weight flattens
-        patches = images.float().unfold(2, p, 1).unfold(3, p, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 3 * p * p)
-        patches = patches.double()
+        patches = images.unfold(2, p, 1).unfold(3, p, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 3 * p * p)
         eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(patches.T))
         filters = eigenvectors.T / (eigenvalues + WHITEN_EPS).sqrt()[:, None]
         filters = torch.cat([filters, -filters])  # both signs: the activation after it keeps each half
-        self.conv.weight.copy_(filters.view_as(self.conv.weight))
+        self.conv.weight.copy_(filters.view_as(self.conv.weight))  # copy_ casts and moves to the weight
         self.bias.copy_(-(filters @ patches.mean(0)))
 
     def forward(self, x: Tensor) -> Tensor:

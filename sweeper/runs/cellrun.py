@@ -85,6 +85,8 @@ class CellLogger:
         self, step: int, metrics: dict[str, float], state: Checkpoint | None, best: bool, steps: list[Any]
     ) -> None:
         if state is not None:
+            # On the worker thread: the device-to-host copy overlaps the next epoch's training.
+            state = checkpoints.to_cpu(state)
             last = checkpoints.save(state, self._staging / str(step) / "last.pt")
             if best:  # before last.pt: a crash in between resumes from the previous epoch and redoes this one
                 best_pt = checkpoints.save(training_state.best_weights(state), last.with_name("best.pt"))

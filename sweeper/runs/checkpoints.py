@@ -16,9 +16,6 @@ from typing import Any
 
 import torch
 
-# torch is imported inside the functions: `sweeper table` imports this module through tracking
-# and has no use for it.
-
 
 def snapshot(obj: Any) -> Any:
     """A copy of a state tree that later training steps cannot change: tensors cloned, containers copied."""
@@ -30,6 +27,17 @@ def snapshot(obj: Any) -> Any:
         return type(obj)((k, snapshot(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
         return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
+def to_cpu(obj: Any) -> Any:
+    """A state tree with every tensor on the CPU (strides kept), so a machine without the GPU can open it."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return type(obj)((k, to_cpu(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
     return obj
 
 

@@ -205,12 +205,19 @@ class TrainConfig(Strict):
     loss: LossSpec = LossSpec()
     epochs: int = Field(ge=1, le=10000)
     seed: int = Field(0, ge=0)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal["auto", "fp32", "tf32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 where native (Ampere+ GPUs, AVX-512 BF16 CPUs), fp16 + loss scaling on older GPUs, "
+        "else fp32; fp32 is IEEE fp32 (no TF32); tf32 lets Ampere+ GPUs run fp32 matmuls/convs as TF32",
+    )
     channels_last: bool = True
     probe: ProbeSpec | None = None
     compile: bool = Field(False, description="torch.compile the model; pays off on GPUs and long runs")
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="per-step EMA of the weights, evaluated instead; 0 = off")
     tta: bool = Field(False, description="evaluate on each image and its mirror, averaging the logits")
+    deterministic: bool = Field(
+        False, description="deterministic algorithms, no cuDNN autotuning: bit-identical reruns on one GPU, slower"
+    )
 
     @model_serializer(mode="wrap")
     def _omit_absent_probe(self, handler: Any) -> dict[str, Any]:
@@ -218,7 +225,13 @@ class TrainConfig(Strict):
         # adding it did not change the id of any cell already trained; so do the later fields
         # at their defaults.
         data = handler(self)
-        for key, default in (("probe", None), ("compile", False), ("ema_decay", 0.0), ("tta", False)):
+        for key, default in (
+            ("probe", None),
+            ("compile", False),
+            ("ema_decay", 0.0),
+            ("tta", False),
+            ("deterministic", False),
+        ):
             if getattr(self, key) == default:
                 data.pop(key, None)
         return data

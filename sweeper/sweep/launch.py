@@ -26,8 +26,8 @@ def run(
     device: str = "auto",
     data: tuple[Split, Split] | None = None,
     console: Console | None = None,
-    jobs: int = 1,
-    devices: list[int] | None = None,
+    jobs: int | None = None,
+    devices: workers.GpuList = None,
     storage: str | None = None,
     retry_failed: bool = False,
     heartbeat: int = HEARTBEAT,
@@ -35,7 +35,7 @@ def run(
     """Train the spec's unfinished cells: in this process, or in `jobs` worker processes (one per device)."""
     console = console or Console()
     pick_device(device)  # a device torch does not know is the user's error, before anything is written
-    parallel = workers.assignments(jobs, devices, device) if jobs > 1 or devices else None
+    parallel = workers.assignments(jobs, devices, device) if (jobs or 1) > 1 or devices else None
     if parallel and data is not None:
         raise ValueError("parallel workers load the prepared data set (SWEEPER_DATA_DIR); pass data only with jobs=1")
     sw = open_sweep(

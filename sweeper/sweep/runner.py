@@ -29,7 +29,8 @@ from sweeper.schema.spec import Cell, Spec
 from sweeper.training import state as training_state
 from sweeper.training.augment import NORMALIZE
 from sweeper.training.data import CifarData
-from sweeper.training.device import pick_precision
+from sweeper.training.device import cpu_model
+from sweeper.training.precision import resolve_for, tf32_enabled
 from sweeper.training.probes import make_step_hook
 from sweeper.training.state import LoopState
 from sweeper.training.train import OnStep, TrainResult, build_model, train
@@ -131,7 +132,7 @@ def _train_logged(
 ) -> TrainResult:
     """The training loop with every epoch checkpointed and logged (from the run's checkpoint when resumed)."""
     name = f"{cell.label} seed={cell.seed}"
-    log.set_tags(device_tags(device, cell.config.precision))
+    log.set_tags(device_tags(device, cell.config.precision, log.resume))
     if log.resume is not None:
         progress.update(task, completed=log.resume["epoch"])
         progress.console.print(f"{name}: resuming run {log.run_id} after epoch {log.resume['epoch']}")
@@ -195,22 +196,20 @@ def log_results(log: cellrun.CellLogger, cell: Cell, data: CifarData, result: Tr
         log.set_tags({Tag.ARTIFACTS_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
 
 
-def device_tags(device: torch.device, precision: str) -> dict[str, str]:
-    """The device a cell trained on, by name (GPU model or CPU model), and the precision it resolved to."""
+def device_tags(device: torch.device, precision: str, resume: Any = None) -> dict[str, str]:
+    """The device a cell trained on, by name (GPU model or CPU model), the precision it computes in
+    (kept from the checkpoint when resumed, or converted with a note) and whether TF32 was on."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     elif device.type == "mps":
         name = f"Apple {platform.machine()} (MPS)"
     else:
-        name = _cpu_model()
-    return {Tag.DEVICE: str(device), Tag.DEVICE_NAME: name, Tag.PRECISION: pick_precision(precision, device)}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        name = cpu_model()
+    resolved = resolve_for(precision, device, resume)
+    tags = {
+        Tag.DEVICE: str(device),
+        Tag.DEVICE_NAME: name,
+        Tag.PRECISION: resolved.precision,
+        Tag.TF32: "on" if tf32_enabled(resolved.precision, device) else "off",
+    }
+    return tags | ({Tag.PRECISION_CONVERTED: resolved.converted} if resolved.converted else {})

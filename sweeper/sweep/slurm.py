@@ -25,7 +25,7 @@ from typing import Any
 import submitit
 from submitit.core.utils import DelayedSubmission
 
-from sweeper.errors import UserError
+from sweeper.errors import UserError, warn
 from sweeper.schema.spec import load_spec
 from sweeper.settings import get_settings
 from sweeper.sweep import launch
@@ -128,6 +128,28 @@ def check_reachable(storage: str | None, tracking_uri: str) -> None:
         )
 
 
+def task_device(device: str, gpus_per_worker: int) -> str:
+    """The --device of every array task: `cuda` when the tasks get GPUs, so a broken driver fails loudly
+    instead of `auto` training on one CPU core for hours; a GPU device without GPUs is refused."""
+    if gpus_per_worker > 0:
+        if device not in ("auto", "cuda"):
+            raise UserError(
+                f"--gpus-per-worker {gpus_per_worker} gives each task GPUs, but --device is '{device}'; "
+                "use --device cuda (or auto), or --gpus-per-worker 0 for CPU workers."
+            )
+        if gpus_per_worker > 1:
+            warn(
+                f"--gpus-per-worker {gpus_per_worker}: each worker trains one cell on one GPU, so "
+                f"{gpus_per_worker - 1} of its GPUs stay idle; ask for more --workers with one GPU each instead."
+            )
+        return "cuda"
+    if device.startswith("cuda"):
+        raise UserError(
+            f"--device {device} but the tasks get no GPUs; add --gpus-per-worker 1 (or the spec's launcher.gpus_per_worker)."
+        )
+    return device
+
+
 def log_dir(spec_name: str, tracking_uri: str | None = None) -> Path:
     """Where the array's submitit files and each task's logs go: mlruns/slurm/NAME (a shared filesystem)."""
     return local_dir(get_settings().resolved_tracking_uri(tracking_uri)).resolve() / "slurm" / spec_name
@@ -225,6 +247,7 @@ def submit(
     storage = storage or os.environ.get(ENV_STORAGE)
     uri = get_settings().resolved_tracking_uri(tracking_uri)
     check_reachable(storage, uri)
+    device = task_device(device, opts.gpus_per_worker)  # before anything is written
     sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=uri, heartbeat=heartbeat)
     plan(sw)
     folder = log_dir(sw.spec.name, uri)

@@ -11,10 +11,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from rich.console import Console, Group
@@ -42,21 +42,78 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def assignments(jobs: int, devices: list[int] | None, device: str) -> list[tuple[dict[str, str], str, int | None]]:
-    """(environment, --device, --threads) per worker: a GPU each where there are GPUs, else a CPU share."""
-    if devices is None and device in ("auto", "cuda"):
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else None
+def visible_gpus(environ: Mapping[str, str]) -> list[str] | None:
+    """CUDA_VISIBLE_DEVICES as its entries (indices, GPU-/MIG- UUIDs), or None when unset (every GPU).
+
+    CUDA reads the list up to the first invalid entry (say -1), so that is where it ends here too.
+    """
+    mask = environ.get("CUDA_VISIBLE_DEVICES")
+    if mask is None:
+        return None
+    entries = []
+    for entry in (e.strip() for e in mask.split(",")):
+        if not entry or entry.startswith("-"):
+            break
+        entries.append(entry)
+    return entries
+
+
+def gpu_masks(devices: list[int], parent: list[str] | None) -> list[str]:
+    """Each worker's CUDA_VISIBLE_DEVICES: GPU i as this process sees it, mapped through its own mask.
+
+    Under CUDA_VISIBLE_DEVICES=2,3, `--devices 0,1` means physical GPUs 2 and 3; writing "0" and "1"
+    into the workers' masks would put them on GPUs 0 and 1, someone else's. UUID and MIG entries
+    are passed on as they are.
+    """
+    if parent is None:
+        return [str(d) for d in devices]
+    return [parent[d] for d in devices]
+
+
+GpuList = list[int] | Literal["all"] | None
+
+
+def assignments(
+    jobs: int | None,
+    devices: GpuList,
+    device: str,
+    *,
+    gpu_count: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[tuple[dict[str, str], str, int | None]]:
+    """(environment, --device, --threads) per worker: a GPU each where there are GPUs, else a CPU share.
+
+    `jobs` None means one worker per GPU (or one on the CPU); `gpu_count` and `environ` default to
+    what torch and this process see (tests pass their own).
+    """
+    environ = os.environ if environ is None else environ
+    if gpu_count is None:
+        gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if devices is None and device in ("auto", "cuda") and gpu_count:
+        devices = "all"
+    if devices == "all":
+        devices = list(range(gpu_count))
+        if not devices:
+            raise UserError(
+                "--devices all asks for every GPU, but torch sees none here; drop --devices to use the CPU."
+            )
     if devices:
-        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        bad = [d for d in devices if not 0 <= d < have]
+        bad = [d for d in devices if not 0 <= d < gpu_count]
         if bad or device not in ("auto", "cuda"):
             raise UserError(
                 f"--devices {','.join(map(str, devices))} asks for CUDA GPUs {bad or devices}, but torch "
-                f"sees {have} GPU(s) here and --device is '{device}'. Drop --devices to run on the CPU."
+                f"sees {gpu_count} GPU(s) here and --device is '{device}'. Drop --devices to run on the CPU."
             )
-        jobs = max(jobs, 1)
+        masks = gpu_masks(devices, visible_gpus(environ))
+        # nvidia-smi numbers GPUs by PCI bus; CUDA's default order (fastest first) may not.
+        order = environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        jobs = jobs or len(devices)
         # Each worker sees only its own GPU: no stray CUDA context on GPU 0 from every process.
-        return [({"CUDA_VISIBLE_DEVICES": str(devices[i % len(devices)])}, "cuda", None) for i in range(jobs)]
+        return [
+            ({"CUDA_VISIBLE_DEVICES": masks[i % len(masks)], "CUDA_DEVICE_ORDER": order}, "cuda", None)
+            for i in range(jobs)
+        ]
+    jobs = jobs or 1
     threads = max(1, cpu_count() // jobs)
     return [({"OMP_NUM_THREADS": str(threads)}, device, threads) for _ in range(jobs)]
 

@@ -24,7 +24,7 @@ from sweeper.errors import UserError
 from sweeper.models import count_params
 from sweeper.schema.config import TrainConfig
 from sweeper.schema.spec import Spec, expand, load_spec, trial_cell
-from sweeper.training.device import cpu_has_bf16
+from sweeper.training.precision import cpu_has_bf16
 from sweeper.training.train import build_model
 
 CIFAR_TRAIN_IMAGES = 50_000  # validation is held out of these

@@ -1,12 +1,14 @@
-"""Where and in what precision a run computes: the device, autocast (bf16, or fp16 with a gradient
-scaler) and the memory format images and weights use there. No training here; train.py asks.
+"""Where a run computes: the device (checked before anything is written), the memory format images,
+weights and optimizer state use there, host-to-device copies, and CPU threads. Precision lives in
+precision.py. No training here; train.py asks.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import time
-from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,62 +21,68 @@ THREAD_SAMPLE_S = 0.2  # how long `free_cores` watches the machine
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """'auto' means cuda, then mps, then cpu; anything else is passed to torch.device."""
-    if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError as exc:
+    """'auto' means cuda, then mps, then cpu; anything else must name a device this machine has."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(
+            f"device '{name}' is not a device torch knows ({exc}); use auto, cpu, cuda, cuda:N or mps."
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
             raise UserError(
-                f"device '{name}' is not a device torch knows ({exc}); use auto, cpu, cuda or cuda:N."
-            ) from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(
-                f"device '{name}' was asked for, but torch sees no CUDA GPU here; use --device cpu or auto."
+                f"device '{name}' was asked for, but torch sees no usable CUDA GPU here; `sweeper doctor` says why "
+                "(driver, CUDA build); use --device cpu or auto."
             )
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+        check_cuda_index(device, torch.cuda.device_count())
+    elif device.type == "mps" and not mps_available():
+        raise UserError(
+            f"device '{name}' is Apple's GPU (Metal), which this machine ({platform.system()}) does not have; "
+            "use --device cpu, cuda or auto."
+        )
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device '{name}': sweeper trains on cpu, cuda or mps, not {device.type}.")
+    return device
 
 
-def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is slower."""
-    probe = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
-    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(native()) if native is not None else probe in ("AVX512", "AMX")
+def mps_available() -> bool:
+    """Whether Apple's Metal GPU is there (macOS on Apple silicon)."""
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def choose_precision(requested: str, device_type: str, *, cuda_bf16: bool = False, cpu_bf16: bool = False) -> str:
-    """The rule behind pick_precision, from plain facts: 'auto' -> bf16 if native, fp16 on GPUs without it, else fp32."""
-    if requested != "auto":
-        return requested
-    if device_type == "cuda":
-        return "bf16" if cuda_bf16 else "fp16"
-    return "bf16" if device_type == "cpu" and cpu_bf16 else "fp32"
+def check_cuda_index(device: torch.device, count: int) -> None:
+    """A UserError when `cuda:N` names a GPU this process cannot see (N counts within CUDA_VISIBLE_DEVICES)."""
+    if device.index is not None and device.index >= count:
+        mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen = f" (CUDA_VISIBLE_DEVICES={mask})" if mask is not None else ""
+        raise UserError(
+            f"device 'cuda:{device.index}' asks for GPU {device.index}, but this process sees {count} GPU(s){seen}, "
+            f"numbered 0 to {count - 1}; use cuda:0 to cuda:{count - 1}, or --devices to spread workers over them."
+        )
 
 
-def pick_precision(requested: str, device: torch.device) -> str:
-    """Resolve 'auto' to bf16 where the hardware does it natively, fp16 on older GPUs, else fp32."""
-    if requested != "auto":
-        return requested
-    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    cpu_bf16 = device.type == "cpu" and cpu_has_bf16()
-    return choose_precision(requested, device.type, cuda_bf16=cuda_bf16, cpu_bf16=cpu_bf16)
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
-def needs_grad_scaler(precision: str) -> bool:
-    """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and does not."""
-    return precision == "fp16"
+def non_blocking(device: torch.device) -> bool:
+    """Whether a host-to-device copy may be asynchronous: towards CUDA only.
 
-
-def autocast(device: torch.device, precision: str):
-    """The autocast context for a precision ('fp32' gives none)."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    On MPS an asynchronous copy from pageable host memory can hand the kernel stale data
+    (pytorch#189690); to the CPU it is no copy at all.
+    """
+    return device.type == "cuda"
 
 
 def input_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
@@ -105,6 +113,25 @@ def _narrow_conv(model: nn.Module) -> bool:
     """
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     return any(c.in_channels < 8 for c in convs[1:])
+
+
+@torch.no_grad()
+def match_param_layouts(optimizer: torch.optim.Optimizer) -> int:
+    """Give every optimizer state tensor its parameter's strides; returns how many were re-laid.
+
+    Loaded state keeps the saving device's strides (CPU keeps the first conv NCHW, CUDA and MPS run
+    every conv channels_last). Fused CUDA kernels then refuse the step, and the CPU's fused kernel
+    walks raw pointers and pairs each moment with the wrong weight, silently.
+    """
+    moved = 0
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+                    moved += 1
+    return moved
 
 
 def _cpu_busy_seconds() -> float | None:

@@ -20,7 +20,16 @@ class Best(TypedDict):
     epoch: int
 
 
-class LoopState(TypedDict):
+class Numerics(TypedDict, total=False):
+    """What the run computed with, so a resume computes the same. Absent from checkpoints written
+    before they were stored: such a run resolves its precision again, as it always did."""
+
+    precision: str
+    device_type: str
+    device_rng: Tensor | None  # the CUDA/MPS generator: dropout masks there come from it
+
+
+class LoopState(Numerics):
     """The training loop's resumable state after an epoch: `train(..., resume=state)` continues it exactly."""
 
     epoch: int

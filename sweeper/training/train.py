@@ -4,12 +4,10 @@ The loop reports each epoch through `on_epoch(metrics, checkpoint)`; `checkpoint
 full resumable state lazily, so a caller that does not save pays nothing for it.
 
 Speed comes from the data path and the settings, not from a different loop: uint8 images live on
-the device, weak/none augmentation is a few batched tensor ops there, per-image presets are made
-ahead by worker processes, and channels_last, autocast (bf16, or fp16 with a gradient scaler),
-large-batch inference-mode evaluation and optional torch.compile are config fields.
-
-The device and precision rules live in sweeper.device; the optimizer, schedule, loss and weight
-average a config names are built by sweeper.recipe.
+the device, augmentation is batched tensor ops there, and channels_last, autocast (bf16, or fp16
+with a gradient scaler), large-batch inference-mode evaluation and optional torch.compile are
+config fields. Device rules live in device.py, numerics (precision, TF32, determinism, RNGs) in
+precision.py, and the optimizer, schedule, loss and weight average in recipe.py.
 """
 
 from __future__ import annotations
@@ -33,13 +31,19 @@ from sweeper.training.data import CifarData, Split
 from sweeper.training.device import (
     THREAD_SAMPLE_S,
     apply_threads,
-    autocast,
-    choose_precision,  # noqa: F401  (tests and benchmarks import it from here)
     input_format,
-    needs_grad_scaler,
+    match_param_layouts,
+    non_blocking,
     pick_device,
-    pick_precision,
     to_device,
+)
+from sweeper.training.precision import (
+    autocast,
+    device_rng_state,
+    needs_grad_scaler,
+    numerics,
+    resolve_for,
+    set_device_rng_state,
 )
 from sweeper.training.recipe import WeightAverage, build_optimizer, build_scheduler, loss_fn
 from sweeper.training.state import Best, LoopState
@@ -68,12 +72,13 @@ OnStep = Callable[[Step], None]
 
 @dataclass
 class TrainResult:
-    """What a run produced: per-epoch history, summary metrics and the final model."""
+    """What a run produced: per-epoch history, summary metrics, the final model and the precision it ran in."""
 
     history: list[dict[str, float]]
     summary: dict[str, float]
     model: nn.Module = field(repr=False)
     best_state: dict[str, torch.Tensor] = field(repr=False)
+    precision: str = "fp32"
 
 
 # --- the model, evaluation, seeding and batches ---------------------------------------------
@@ -88,17 +93,17 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, split: Split, cfg: TrainConfig, device: torch.device, precision: str
-) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of a split, in eval mode, in large batches; `tta` adds each mirror image."""
+) -> dict[str, float]:
+    """{"loss": mean cross-entropy, "acc": accuracy} of a split, in eval mode, in large batches; `tta` adds each mirror image."""
     if len(split.labels) == 0:
-        return math.nan, math.nan
+        return {"loss": math.nan, "acc": math.nan}
     model.eval()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    fmt = input_format(cfg, device)
+    fmt, copy_async = input_format(cfg, device), non_blocking(device)
     for start in range(0, len(split.labels), cfg.data.eval_batch_size):
-        x = split.images[start : start + cfg.data.eval_batch_size].to(device, non_blocking=True)
-        y = split.labels[start : start + cfg.data.eval_batch_size].to(device, non_blocking=True)
+        x = split.images[start : start + cfg.data.eval_batch_size].to(device, non_blocking=copy_async)
+        y = split.labels[start : start + cfg.data.eval_batch_size].to(device, non_blocking=copy_async)
         x = normalize(x, cfg.data.normalize).contiguous(memory_format=fmt)
         with autocast(device, precision):
             logits = model(x).float()
@@ -106,11 +111,12 @@ def evaluate(
                 logits = (logits + model(x.flip(-1).contiguous(memory_format=fmt)).float()) / 2
         total_loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    return total_loss.item() / len(split.labels), correct.item() / len(split.labels)
+    n = len(split.labels)
+    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global RNG (init, dropout) and return the generator for data order and augmentation."""
+    """Seed torch's global RNGs (init, dropout; every device's) and return the generator for data order and augmentation."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
@@ -149,7 +155,131 @@ def epoch_batches(
     else:
         batches = (augment_batch(images[i], cfg.data.augment, generator) for i in index)
     for i, x in zip(index, batches):
-        yield normalize(x.to(device, non_blocking=True), cfg.data.normalize).contiguous(memory_format=fmt), labels[i]
+        yield (
+            normalize(x.to(device, non_blocking=non_blocking(device)), cfg.data.normalize).contiguous(
+                memory_format=fmt
+            ),
+            labels[i],
+        )
+
+
+# --- setup, resume and finish: the named steps around the loop -------------------------------
+
+
+@dataclass
+class Parts:
+    """What the loop trains with; built by `setup`, restored by `resume_from`."""
+
+    model: nn.Module  # the module that trains; state dicts and hooks use it
+    net: nn.Module  # the same weights, compiled where the config says so
+    evaluated: nn.Module  # what validation, test and the result see: the EMA's copy where there is one
+    eval_net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    criterion: Callable[[torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]
+    scaler: torch.amp.GradScaler
+    ema: WeightAverage | None
+
+
+@dataclass
+class Progress:
+    """The run's record so far: per-epoch history and the best epoch with its weights."""
+
+    history: list[dict[str, float]]
+    best: Best
+    best_state: dict[str, torch.Tensor]
+    start_epoch: int = 1
+
+
+def setup(cfg: TrainConfig, train_x: torch.Tensor, device: torch.device, precision: str, steps: int) -> Parts:
+    """Build the model on its device (fitted to the data where it asks), optimizer, schedule, loss, scaler and EMA."""
+    model = to_device(build_model(cfg), cfg, device)
+    fit_to_data(model, train_x, cfg)
+    optimizer = build_optimizer(cfg, model)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    evaluated = ema.module if ema is not None else model
+    # compiled wrappers share their module's weights; state dicts and hooks use the modules
+    net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
+    eval_net: nn.Module = net if evaluated is model else torch.compile(evaluated) if cfg.compile else evaluated  # type: ignore[assignment]
+    return Parts(
+        model=model,
+        net=net,
+        evaluated=evaluated,
+        eval_net=eval_net,
+        optimizer=optimizer,
+        scheduler=build_scheduler(cfg, optimizer, steps),
+        criterion=loss_fn(cfg),
+        scaler=torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(precision)),
+        ema=ema,
+    )
+
+
+def resume_from(state: LoopState, parts: Parts, generator: torch.Generator, device: torch.device) -> Progress:
+    """Load a checkpoint into the parts and RNGs; the run continues after its epoch."""
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    match_param_layouts(parts.optimizer)  # the state may come from a device with other layouts
+    if parts.scheduler is not None and state.get("scheduler") is not None:
+        parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.ema is not None and state["ema"] is not None:
+        parts.ema.load_state_dict(state["ema"])
+    # A disabled scaler saves {}; an enabled one refuses it (a run converted from bf16 to fp16).
+    if parts.scaler.is_enabled() and state.get("scaler"):
+        parts.scaler.load_state_dict(state["scaler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("device_type") == device.type:  # another device type's generator does not carry over
+        set_device_rng_state(device, state.get("device_rng"))
+    return Progress(state["history"], state["best"], state["best_state"], start_epoch=state["epoch"] + 1)
+
+
+def loop_state(
+    epoch: int, parts: Parts, progress: Progress, generator: torch.Generator, device: torch.device, precision: str
+) -> LoopState:
+    """The resumable state after an epoch (references, not copies: the caller snapshots it)."""
+    return LoopState(
+        epoch=epoch,
+        model=parts.model.state_dict(),
+        optimizer=parts.optimizer.state_dict(),
+        scheduler=parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        ema=parts.ema.state_dict() if parts.ema is not None else None,
+        scaler=parts.scaler.state_dict(),
+        generator=generator.get_state(),
+        torch_rng=torch.get_rng_state(),
+        history=progress.history,
+        best=progress.best,
+        best_state=progress.best_state,
+        precision=precision,
+        device_type=device.type,
+        device_rng=device_rng_state(device),
+    )
+
+
+def finish(
+    cfg: TrainConfig, data: CifarData, parts: Parts, progress: Progress, device: torch.device, precision: str
+) -> TrainResult:
+    """Test the last weights (and the best epoch's, when another), and summarise the run."""
+    evaluated, history, best = parts.evaluated, progress.history, progress.best
+    test = evaluate(parts.eval_net, data.test, cfg, device, precision)
+    if history and best["epoch"] == history[-1]["epoch"]:
+        test_acc_best = test["acc"]  # the best state is the last one (always so without a validation split)
+    else:
+        last_state = copy.deepcopy(evaluated.state_dict())
+        evaluated.load_state_dict(progress.best_state)
+        test_acc_best = evaluate(parts.eval_net, data.test, cfg, device, precision)["acc"]
+        evaluated.load_state_dict(last_state)
+    summary = {
+        "test_loss": test["loss"],
+        "test_acc": test["acc"],
+        "test_acc_best": test_acc_best,
+        "best_val_acc": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "final_train_loss": history[-1]["train_loss"] if history else math.nan,
+        "final_train_acc": history[-1]["train_acc"] if history else math.nan,
+        "final_val_loss": history[-1]["val_loss"] if history else math.nan,
+        "params": count_params(parts.model),
+    }
+    return TrainResult(history, summary, evaluated, progress.best_state, precision)
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -170,46 +300,37 @@ def train(
     statistics and RNG states as it found them; it costs a device sync per step, so it is opt-in.
     """
     device = pick_device(device) if isinstance(device, str) else device
-    precision = pick_precision(cfg.precision, device)
+    precision = resolve_for(cfg.precision, device, resume).precision  # a resume keeps what the run began with
+    with numerics(precision, device, cfg.deterministic):
+        return _train(cfg, data, device, precision, on_epoch, on_step, resume)
+
+
+def _train(
+    cfg: TrainConfig,
+    data: CifarData,
+    device: torch.device,
+    precision: str,
+    on_epoch: OnEpoch | None,
+    on_step: OnStep | None,
+    resume: LoopState | None,
+) -> TrainResult:
     generator = seed_everything(cfg.seed)
     fmt = input_format(cfg, device)
     train_x, train_y = data.train.images.to(device), data.train.labels.to(device)
     n, bs = len(train_y), cfg.data.batch_size
     steps = n // bs if n >= bs else 1  # drop the ragged last batch: BatchNorm dislikes a batch of 1
-    model = to_device(build_model(cfg), cfg, device)
-    fit_to_data(model, train_x, cfg)
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer, steps)
+    parts = setup(cfg, train_x, device, precision, steps)
+    model, optimizer, scheduler, scaler, ema = parts.model, parts.optimizer, parts.scheduler, parts.scaler, parts.ema
     per_batch_schedule = cfg.scheduler.name == "onecycle"
-    criterion = loss_fn(cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(precision))
-    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    evaluated = ema.module if ema is not None else model  # what validation, test and the result see
-    # compiled wrappers share their module's weights; state dicts and hooks use the modules
-    net: nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
-    eval_net: nn.Module = net if evaluated is model else torch.compile(evaluated) if cfg.compile else evaluated  # type: ignore[assignment]
-
-    history: list[dict[str, float]] = []
-    best = Best(val_acc=-1.0, epoch=0)
-    best_state = copy.deepcopy(evaluated.state_dict())
-    start_epoch = 1
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if scheduler is not None and resume.get("scheduler") is not None:
-            scheduler.load_state_dict(resume["scheduler"])
-        if ema is not None and resume["ema"] is not None:
-            ema.load_state_dict(resume["ema"])
-        scaler.load_state_dict(resume["scaler"])
-        generator.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        history, best, best_state = resume["history"], resume["best"], resume["best_state"]
-        start_epoch = resume["epoch"] + 1
+        progress = resume_from(resume, parts, generator, device)
+    else:
+        progress = Progress([], Best(val_acc=-1.0, epoch=0), copy.deepcopy(parts.evaluated.state_dict()))
 
     threads = get_settings().threads
     apply_threads(threads, device)
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if threads == "auto" and history and history[-1]["epoch_time"] > 50 * THREAD_SAMPLE_S:
+    for epoch in range(progress.start_epoch, cfg.epochs + 1):
+        if threads == "auto" and progress.history and progress.history[-1]["epoch_time"] > 50 * THREAD_SAMPLE_S:
             apply_threads(threads, device)  # other processes come and go during a long run
         model.train()
         tick = time.perf_counter()
@@ -217,24 +338,18 @@ def train(
         correct = torch.zeros((), device=device, dtype=torch.long)
         for step, (x, y) in enumerate(epoch_batches(cfg, data, train_x, train_y, generator, steps, fmt)):
             with autocast(device, precision):
-                logits = net(x)
-            loss = criterion(logits, y, model)
+                logits = parts.net(x)
+            loss = parts.criterion(logits, y, model)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if on_step is not None:
+                global_step = (epoch - 1) * steps + step + 1
                 on_step(
                     Step(
-                        (epoch - 1) * steps + step + 1,
-                        epoch,
-                        loss.detach(),
-                        x,
-                        y,
-                        model,
-                        optimizer,
-                        criterion,
+                        global_step, epoch, loss.detach(), x, y, model, optimizer, parts.criterion,
                         lambda: autocast(device, precision),
                     )
-                )
+                )  # fmt: skip
             scaler.step(optimizer)
             scaler.update()
             if per_batch_schedule:
@@ -246,63 +361,32 @@ def train(
             correct += (logits.detach().argmax(1) == y).sum()
         seen = steps * min(bs, n)
         train_time = time.perf_counter() - tick
-        val_loss, val_acc = evaluate(eval_net, data.val, cfg, device, precision)
+        val = evaluate(parts.eval_net, data.val, cfg, device, precision)
         lr = optimizer.param_groups[0]["lr"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_acc if not math.isnan(val_acc) else correct.item() / seen)
+            scheduler.step(val["acc"] if not math.isnan(val["acc"]) else correct.item() / seen)
         elif scheduler is not None and not per_batch_schedule:
             scheduler.step()
         metrics = {
             "train_loss": loss_sum.item() / seen,
             "train_acc": correct.item() / seen,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
             "lr": lr,
             "epoch_time": time.perf_counter() - tick,
             "images_per_s": seen / train_time,
         }
         if not math.isfinite(metrics["train_loss"]):
             raise FloatingPointError(f"training loss became {metrics['train_loss']} at epoch {epoch}")
-        history.append({"epoch": epoch, **metrics})
-        if math.isnan(val_acc) or val_acc > best["val_acc"]:
-            best = Best(val_acc=val_acc, epoch=epoch)
-            best_state = copy.deepcopy(evaluated.state_dict())
+        progress.history.append({"epoch": epoch, **metrics})
+        if math.isnan(val["acc"]) or val["acc"] > progress.best["val_acc"]:
+            progress.best = Best(val_acc=val["acc"], epoch=epoch)
+            progress.best_state = copy.deepcopy(parts.evaluated.state_dict())
         if on_epoch is not None:
-
-            def checkpoint(epoch: int = epoch, best: Best = best, best_state: dict = best_state) -> LoopState:
-                return LoopState(
-                    epoch=epoch,
-                    model=model.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict() if scheduler is not None else None,
-                    ema=ema.state_dict() if ema is not None else None,
-                    scaler=scaler.state_dict(),
-                    generator=generator.get_state(),
-                    torch_rng=torch.get_rng_state(),
-                    history=history,
-                    best=best,
-                    best_state=best_state,
-                )
-
-            on_epoch({"epoch": epoch, **metrics}, checkpoint)
-
-    test_loss, test_acc = evaluate(eval_net, data.test, cfg, device, precision)
-    if history and best["epoch"] == history[-1]["epoch"]:
-        test_acc_best = test_acc  # the best state is the last one (always so without a validation split)
-    else:
-        last_state = copy.deepcopy(evaluated.state_dict())
-        evaluated.load_state_dict(best_state)
-        _, test_acc_best = evaluate(eval_net, data.test, cfg, device, precision)
-        evaluated.load_state_dict(last_state)
-    summary = {
-        "test_loss": test_loss,
-        "test_acc": test_acc,
-        "test_acc_best": test_acc_best,
-        "best_val_acc": best["val_acc"],
-        "best_epoch": best["epoch"],
-        "final_train_loss": history[-1]["train_loss"] if history else math.nan,
-        "final_train_acc": history[-1]["train_acc"] if history else math.nan,
-        "final_val_loss": history[-1]["val_loss"] if history else math.nan,
-        "params": count_params(model),
-    }
-    return TrainResult(history=history, summary=summary, model=evaluated, best_state=best_state)
+            # bound now: the lambda must see this epoch's record, not a later one's
+            record = Progress(progress.history, progress.best, progress.best_state)
+            on_epoch(
+                {"epoch": epoch, **metrics},
+                lambda e=epoch, r=record: loop_state(e, parts, r, generator, device, precision),  # type: ignore[misc]
+            )
+    return finish(cfg, data, parts, progress, device, precision)

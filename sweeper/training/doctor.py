@@ -1,0 +1,195 @@
+"""`sweeper doctor`: what this machine offers a run (torch and its CUDA build, the driver, each GPU's
+capability, what `precision: auto` picks there) and what stands in the way of using it.
+
+Facts are gathered once into plain data; `advice` turns them into lines, so the rules are tested
+with the facts of machines we do not have.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sweeper.training.device import cpu_model, mps_available
+from sweeper.training.precision import choose_precision, cpu_has_bf16, native_precisions
+
+# The oldest driver each CUDA major version of the torch wheels runs on (NVIDIA's compatibility tables).
+MIN_DRIVER = {13: 580, 12: 525, 11: 450}
+WHEELS = "https://download.pytorch.org/whl/"  # + cu126, cu128, cu130, ... or cpu
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One CUDA device as torch sees it."""
+
+    index: int
+    name: str
+    capability: tuple[int, int]
+    memory_gib: float
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What `sweeper doctor` reads off the machine."""
+
+    python: str
+    torch: str
+    cuda_build: str | None  # torch.version.cuda; None for a CPU-only (or ROCm) build
+    arch_list: tuple[str, ...]  # the GPU architectures this build has kernels for, e.g. sm_80
+    driver: str | None  # the NVIDIA driver's version, None when no driver is found
+    cuda_available: bool
+    cuda_error: str | None  # why torch cannot use CUDA, when it says
+    gpus: tuple[Gpu, ...] = ()
+    mps: bool = False
+    cpu: str = ""
+    cpu_cores: int = 1
+    cpu_bf16: bool = False
+    visible: str | None = None  # CUDA_VISIBLE_DEVICES
+    order: str | None = None  # CUDA_DEVICE_ORDER
+
+
+def _driver_version() -> str | None:
+    """The NVIDIA driver's version from nvidia-smi or /proc, None when there is no driver."""
+    proc = Path("/proc/driver/nvidia/version")
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.split()[0]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if proc.is_file():
+        words = proc.read_text(errors="replace").split()
+        return next((w for w in words if w[:1].isdigit() and "." in w), "unknown version")
+    return None
+
+
+def _cuda_error() -> str | None:
+    """torch's own reason for not using CUDA (an old driver, no device), when it gives one."""
+    try:
+        torch.cuda.init()
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer we are after
+        return f"{type(exc).__name__}: {exc}".strip()
+    return None
+
+
+def gather() -> Facts:
+    """Read the facts off this machine (starts CUDA where it works)."""
+    available = torch.cuda.is_available()
+    gpus = []
+    for i in range(torch.cuda.device_count() if available else 0):
+        props = torch.cuda.get_device_properties(i)
+        gpus.append(Gpu(i, props.name, (props.major, props.minor), props.total_memory / 2**30))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return Facts(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        cuda_build=torch.version.cuda,
+        arch_list=tuple(torch.cuda.get_arch_list()) if torch.version.cuda else (),
+        driver=_driver_version(),
+        cuda_available=available,
+        cuda_error=None if available or torch.version.cuda is None else _cuda_error(),
+        gpus=tuple(gpus),
+        mps=mps_available(),
+        cpu=cpu_model(),
+        cpu_cores=cores,
+        cpu_bf16=cpu_has_bf16(),
+        visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        order=os.environ.get("CUDA_DEVICE_ORDER"),
+    )
+
+
+def auto_precision(device_type: str, capability: tuple[int, int] | None = None, cpu_bf16: bool = False) -> str:
+    """What `precision: auto` resolves to on a device with these facts."""
+    return choose_precision("auto", device_type, native_precisions(device_type, capability, cpu_bf16))
+
+
+def has_kernels(capability: tuple[int, int], arch_list: tuple[str, ...]) -> bool:
+    """Whether a build runs on a GPU: native kernels for its capability, or PTX of an older one to JIT."""
+    major, minor = capability
+    archs = {a for a in arch_list if a.startswith("sm_")}
+    ptx = [a for a in arch_list if a.startswith("compute_")]
+    if f"sm_{major}{minor}" in archs:
+        return True
+    # cubins run on later minor versions of the same major; PTX on any later GPU
+    same_major = [a for a in archs if a[3:-1] == str(major) and int(a[-1]) <= minor]
+    return bool(same_major) or any(int(a.split("_")[1]) <= major * 10 + minor for a in ptx)
+
+
+def describe(facts: Facts) -> list[str]:
+    """The report's plain lines: versions, devices, and what `auto` picks on each."""
+    build = f"CUDA {facts.cuda_build} build" if facts.cuda_build else "CPU-only build"
+    lines = [
+        f"python {facts.python} on {platform.system()} {platform.machine()}",
+        f"torch {facts.torch} ({build}{', kernels for ' + ' '.join(facts.arch_list) if facts.arch_list else ''})",
+        f"NVIDIA driver: {facts.driver or 'none found'}",
+        f"CUDA usable by torch: {'yes' if facts.cuda_available else 'no'}"
+        + (f" ({facts.cuda_error})" if facts.cuda_error else ""),
+    ]
+    if facts.visible is not None or facts.order is not None:
+        lines.append(f"CUDA_VISIBLE_DEVICES={facts.visible}  CUDA_DEVICE_ORDER={facts.order}")
+    for g in facts.gpus:
+        cap = f"{g.capability[0]}.{g.capability[1]}"
+        lines.append(
+            f"cuda:{g.index}: {g.name}, compute capability {cap}, {g.memory_gib:.0f} GiB; "
+            f"precision auto -> {auto_precision('cuda', g.capability)}"
+        )
+    if facts.mps:
+        lines.append(f"mps: Apple GPU; precision auto -> {auto_precision('mps')}")
+    lines.append(
+        f"cpu: {facts.cpu}, {facts.cpu_cores} cores for this process, "
+        f"{'native bf16' if facts.cpu_bf16 else 'no native bf16'}; precision auto -> {auto_precision('cpu', None, facts.cpu_bf16)}"
+    )
+    device = "cuda" if facts.gpus else "mps" if facts.mps else "cpu"
+    lines.append(f"--device auto -> {device}")
+    return lines
+
+
+def advice(facts: Facts) -> list[str]:
+    """Warnings: a driver torch cannot use, a build without kernels for a GPU, emulated bf16."""
+    out = []
+    if facts.driver and not facts.cuda_available:
+        if facts.cuda_build is None:
+            why = "this torch is a CPU-only build"
+        else:
+            major = int(facts.cuda_build.split(".")[0])
+            need = MIN_DRIVER.get(major)
+            why = f"this torch is built for CUDA {facts.cuda_build}" + (
+                f", which needs driver {need} or newer" if need else ""
+            )
+        out.append(
+            f"an NVIDIA driver ({facts.driver}) is installed but torch cannot use CUDA: {why}"
+            + (f" ({facts.cuda_error})" if facts.cuda_error else "")
+            + f". Install the torch wheel built for your driver's CUDA from {WHEELS}cuXYZ "
+            "(README: 'GPUs: installing torch for your CUDA'); until then runs train on the CPU."
+        )
+    for g in facts.gpus:
+        if facts.arch_list and not has_kernels(g.capability, facts.arch_list):
+            sm = f"sm_{g.capability[0]}{g.capability[1]}"
+            out.append(
+                f"cuda:{g.index} ({g.name}, {sm}) has no kernels in this torch build ({' '.join(facts.arch_list)}): "
+                f"install a wheel of an older CUDA that still supports {sm} (e.g. {WHEELS}cu126)."
+            )
+        elif g.capability < (8, 0):
+            out.append(
+                f"cuda:{g.index} ({g.name}) has no native bf16: precision auto uses fp16 with loss scaling there "
+                "(bf16 would be emulated, several times slower)."
+            )
+    return out
+
+
+def main_lines() -> tuple[list[str], list[str]]:
+    """(report lines, warnings) for this machine."""
+    facts = gather()
+    return describe(facts), advice(facts)
