@@ -12,7 +12,10 @@ Checks (each prints what it measured; any failure exits 1):
 - checkpoints: a real sweep's last.pt and best.pt load on a machine without the GPU (CPU tensors);
 - precision: what `precision: auto` picks for this device and capability, and that bf16 is chosen
   only where it is native;
-- quick profiles: one epoch of every spec's quick profile (first row) on the device, with images/s.
+- quick profiles: one epoch of every spec's quick profile (first row) on the device, with images/s;
+- augmentation: every preset batched on the device at batch 256 (a GPU must reach 50,000 images/s);
+- no syncs: training steps with `strong` augmentation, an EMA and a weight penalty, counted with
+  torch.cuda.set_sync_debug_mode: none may wait for the device (fp16's gradient scaler excepted).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import itertools
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sweeper.catalogue import AUGMENTS  # noqa: E402
 from sweeper.runs import checkpoints  # noqa: E402
 from sweeper.schema.config import TrainConfig, merge, unflatten  # noqa: E402
 from sweeper.schema.spec import expand, load_spec  # noqa: E402
@@ -38,7 +44,7 @@ from sweeper.training.augment import normalize  # noqa: E402
 from sweeper.training.data import CifarData, make_splits, synthetic  # noqa: E402
 from sweeper.training.device import input_format, pick_device  # noqa: E402
 from sweeper.training.precision import NATIVE_BF16_CAPABILITY, device_precisions, pick_precision  # noqa: E402
-from sweeper.training.train import resume_from, setup, train  # noqa: E402
+from sweeper.training.train import epoch_batches, resume_from, setup, train, train_step  # noqa: E402
 
 DROPOUT_CELL = {
     "model": {"name": "baseline_cnn", "dropout": 0.25, "fc_dropout": 0.5},  # dropout draws from the device RNG
@@ -236,6 +242,52 @@ def check_quick_profiles(device: torch.device, pool: tuple, cap: int | None) -> 
     return out
 
 
+AUGMENT_TARGET = 50_000  # images/s per preset on a GPU at batch 256
+
+
+def check_augmentation(device: torch.device) -> list[Check]:
+    from augment_speed import measure
+
+    out = []
+    for preset in AUGMENTS.names:
+        rate = measure(preset, device, batch=256, seconds=1.0 if device.type != "cpu" else 0.2)
+        ok = device.type == "cpu" or rate >= AUGMENT_TARGET
+        target = f" (target {AUGMENT_TARGET:,})" if device.type != "cpu" else " (no target on a CPU)"
+        out.append((f"augment {preset}", ok, f"{rate:,.0f} images/s at batch 256{target}"))
+    return out
+
+
+def check_syncs(device: torch.device, pool: tuple) -> Check:
+    """Steps of a run with strong augmentation, EMA and an L2 penalty under the sync debugger: no waits."""
+    if device.type != "cuda":
+        return "no syncs in a step", True, "skipped off CUDA (tests/test_step_path.py checks the data path on meta)"
+    cfg = config(**{"data.augment": "strong", "ema_decay": 0.99, "loss.penalty": "l2", "deterministic": False})
+    data = data_for(cfg, pool)
+    precision = pick_precision(cfg.precision, device)
+    steps = len(data.train.labels) // cfg.data.batch_size
+    train_x, train_y = data.train.images.to(device), data.train.labels.to(device)
+    parts = setup(cfg, train_x, device, precision, steps)
+    batches = epoch_batches(cfg, train_x, train_y, torch.Generator().manual_seed(0), steps, input_format(cfg, device))
+    x, y = next(batches)  # the epoch's order and plan are copied here, once
+    train_step(parts, x, y, device, precision, False)  # warm-up: kernels, cuDNN autotuning
+    torch.cuda.synchronize(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for x, y in itertools.islice(batches, 4):
+                train_step(parts, x, y, device, precision, False)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    allowed = precision == "fp16"  # GradScaler reads found_inf back every step
+    return (
+        "no syncs in a step",
+        not syncs or allowed,
+        f"{len(syncs)} syncs in 4 steps ({precision}){': ' + syncs[0] if syncs else ''}",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cuda, cuda:N, mps, cpu or auto")
@@ -252,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         lambda: check_cross_device(device, pool),
         lambda: [check_checkpoint_files(device, pool)],
         lambda: check_quick_profiles(device, pool, cap),
+        lambda: check_augmentation(device),
+        lambda: [check_syncs(device, pool)],
     ):
         for name, ok, detail in step():
             checks.append((name, ok, detail))

@@ -604,8 +604,8 @@ def list_specs(
         for line in describe(summary, gpu_tflops, cpu_gflops):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(
-        "Cost: forward+backward FLOPs of every training image, evaluation, and per-image augmentation "
-        "on the host CPU, at the rates shown; estimates to plan with.",
+        "Cost: forward+backward FLOPs of every training image and evaluation at the rates shown, plus the "
+        "batched augmentation on CPUs (on a GPU it runs beside the network); estimates to plan with.",
         highlight=False,
         soft_wrap=True,
     )

@@ -40,6 +40,9 @@ class Tag:
     CUDNN = PREFIX + "cudnn"
     HOST = PREFIX + "host"
     GIT_DIRTY = PREFIX + "git_dirty"
+    # The user's code a cell ran, one tag per block that names it (sweeper.code.model, .activation, .loss,
+    # .optimizer): "nets.py:MyNet@<sha256 of the file, 12 hex>"; the file itself is the run's artifact code/.
+    CODE = PREFIX + "code."
     # The cell's data, also logged as an MLflow dataset input (the UI's Dataset column); tags, so that
     # tables read it cheaply through either reader.
     DATASET = PREFIX + "dataset"  # "CIFAR-10", "CIFAR-10 (JPEG)" or "synthetic"
@@ -65,30 +68,4 @@ class Attr:
     INTERRUPTED = PREFIX + "interrupted"
 
 
-# Metrics a cell's run logs at each epoch (step = epoch) ...
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time", "images_per_s")
-# ... and once at the end (step 0).
-SUMMARY_METRICS = (
-    "test_loss",
-    "test_acc",
-    "test_acc_best",
-    "best_val_acc",
-    "best_epoch",
-    "final_train_loss",
-    "final_train_acc",
-    "final_val_loss",
-    "params",
-    "train_time",
-)
-METRICS = EPOCH_METRICS + SUMMARY_METRICS
-# Logged per training step (step = global step) by a cell whose config has a `probe:` block.
-PROBE_METRICS = (
-    "step_loss",
-    "probe_loss_min",
-    "probe_loss_max",
-    "grad_pred_min",
-    "grad_pred_max",
-    "grad_pred_mean",
-    "beta_smooth",
-    "probe_grad_norm",
-)
+# Metric names are named choices: sweeper.catalogue.METRICS lists them, with when each is logged.

@@ -59,6 +59,16 @@ def no_prepared_data(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("SWEEPER_THREADS", str(torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def fresh_user_code():
+    """Each test loads the user's code its own specs name: files of one name in other tests' folders
+    would make a reference ambiguous in this one process."""
+    from sweeper.schema import plugins
+
+    yield
+    plugins.clear_cache()
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path):
     """Write a spec dict (default: the tiny 2-row spec, with overrides) to a YAML file."""

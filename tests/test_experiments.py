@@ -13,6 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from sweeper import sweep, tables
+from sweeper.catalogue import AUGMENTS
 from sweeper.cli import app
 from sweeper.models import count_params
 from sweeper.schema.config import TrainConfig
@@ -130,14 +131,17 @@ def test_sweep_cost_counts_training_evaluation_and_augmentation(write_spec):
     f = model_cost(config).flops
     cost = sweep_cost(spec)
     assert images_per_epoch(config) == 288  # the ragged last batch is dropped
-    assert cost.cells == 2 and cost.train_images == 2 * 2 * 288 and cost.augment_seconds == 0.0
+    assert cost.cells == 2 and cost.train_images == 2 * 2 * 288
+    assert cost.augment_seconds == pytest.approx(2 * 2 * 288 * AUGMENTS.get("weak").cpu_us * 1e-6)
     assert cost.flops == 2 * (2 * (3 * f * 288 + f * 50) + 2 * f * 100)
     assert sweep_cost(spec, "quick").flops < cost.flops
     base = yaml.safe_load(write_spec().read_text())["base"]
     auto = load_spec(write_spec(base={**base, "data": {**base["data"], "augment": "autoaugment"}}, name="auto.yaml"))
-    assert sweep_cost(auto).augment_seconds == pytest.approx(2 * 2 * 288 * 0.45e-3)
+    assert sweep_cost(auto).augment_seconds == pytest.approx(2 * 2 * 288 * AUGMENTS.get("autoaugment").cpu_us * 1e-6)
     hour = SweepCost("x", "default", cells=2, train_images=1, flops=25e12 * 3600, augment_seconds=1800)
-    assert hour.gpu_hours(25.0, cell_seconds=900) == pytest.approx(2.0)  # FLOPs, augmentation, per-cell work
+    # a GPU augments batched beside the network: FLOPs and per-cell work; a CPU adds the augmentation
+    assert hour.gpu_hours(25.0, cell_seconds=900) == pytest.approx(1.5)
+    assert hour.cpu_hours(25_000.0, cell_seconds=900) == pytest.approx(2.0)
 
 
 def test_make_demo_fits_its_budget_on_both_cpu_kinds():

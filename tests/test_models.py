@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweeper.catalogue import ACTIVATIONS, MODELS
 from sweeper.errors import UserError
-from sweeper.models import ACTIVATIONS, MODELS, count_params, create_model, first_conv, make_activation
+from sweeper.models import count_params, create_model, first_conv, make_activation
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -99,10 +100,10 @@ def assert_finite_grads(model: nn.Module) -> None:
 
 
 def test_every_model_has_an_expected_count() -> None:
-    assert set(MODELS) == set(EXPECTED)
+    assert set(MODELS.names) == set(EXPECTED)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(MODELS.names))
 def test_param_count(name: str) -> None:
     expected, got = EXPECTED[name], count_params(built(name))
     if isinstance(expected, float):
@@ -116,7 +117,7 @@ def test_param_count_variants(name: str, kwargs: dict, expected: int) -> None:
     assert count_params(create_model(name, **kwargs)) == expected
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(MODELS.names))
 def test_forward_backward_channels_last(name: str) -> None:
     model = built(name)
     with call_counts(model, nn.ReLU) as relu_calls:
@@ -130,7 +131,7 @@ def test_forward_backward_channels_last(name: str) -> None:
     assert not any(getattr(m, "inplace", False) for m in model.modules())
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(MODELS.names))
 def test_first_conv_is_the_first_applied(name: str) -> None:
     model = built(name).eval()
     order: list[nn.Module] = []
@@ -153,7 +154,7 @@ def test_same_seed_same_weights(name: str) -> None:
             assert torch.equal(a, b), key
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATIONS.names)
 @pytest.mark.parametrize(("name", "kwargs"), SMALL)
 def test_activation_everywhere(name: str, kwargs: dict, activation: str, monkeypatch: pytest.MonkeyPatch) -> None:
     model = create_model(name, activation=activation, **kwargs).to(DEVICE)

@@ -141,7 +141,7 @@ def test_few_steps_reduce_loss_of_tiny_conv_net() -> None:
 
 
 def test_refuses_one_dimensional_params() -> None:
-    with pytest.raises(ValueError, match="another optimizer"):
+    with pytest.raises(ValueError, match="use_muon=False"):
         Muon([nn.Parameter(torch.zeros(8))])
     opt = Muon([nn.Parameter(torch.zeros(4, 4))])
     with pytest.raises(ValueError, match="BatchNorm"):
@@ -164,3 +164,19 @@ def test_step_follows_the_record() -> None:
     buf = 0.6 * g1 + g2
     expected = renorm(expected) - 0.1 * orthogonalize(g2 + 0.6 * buf)
     torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-6)
+
+
+def test_sgd_groups_step_as_torch_sgd_does():
+    torch.manual_seed(0)
+    bias = torch.nn.Parameter(torch.randn(8))
+    twin = torch.nn.Parameter(bias.detach().clone())
+    ours = Muon([{"params": [bias], "use_muon": False, "weight_decay": 0.01}], lr=0.1, momentum=0.85, nesterov=True)
+    ref = torch.optim.SGD([twin], lr=0.1, momentum=0.85, nesterov=True, weight_decay=0.01)
+    for _ in range(3):
+        grad = torch.randn(8)
+        bias.grad, twin.grad = grad.clone(), grad.clone()
+        ours.step()
+        ref.step()
+    assert torch.allclose(bias, twin, atol=1e-7)
+    with pytest.raises(ValueError, match="weight decay has no effect"):
+        Muon([torch.nn.Parameter(torch.randn(4, 4))], weight_decay=0.1)

@@ -154,11 +154,3 @@ def test_fp32_means_ieee_fp32_and_tf32_and_determinism_are_named(small):
     strict = numerics_seen(cfg(epochs=1, deterministic=True), small)
     assert strict["deterministic"] and not strict["benchmark"]
     assert (torch.backends.cudnn.allow_tf32, torch.are_deterministic_algorithms_enabled()) == before, "restored"
-
-
-def test_new_numerics_fields_at_their_defaults_keep_cell_ids():
-    from sweeper.schema.spec import config_hash
-
-    config = cfg()
-    assert "deterministic" not in config.model_dump()
-    assert config_hash(config) != config_hash(cfg(deterministic=True))

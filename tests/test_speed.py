@@ -16,9 +16,7 @@ import torch.nn.functional as F
 from sweeper.models import create_model
 from sweeper.models.fast import PatchWhitening, _conv
 from sweeper.schema.config import TrainConfig, merge, unflatten
-from sweeper.schema.spec import config_hash
 from sweeper.training import train as T
-from sweeper.training.augment import augment_batch, planned_batches
 from sweeper.training.data import Split, make_splits
 from sweeper.training.device import free_cores
 
@@ -50,27 +48,6 @@ def small(synthetic_data):
 
 def noise(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
-
-
-@pytest.mark.parametrize("preset", ["autoaugment", "strong"])
-def test_worker_batches_equal_inline_batches(preset):
-    images = noise(40)
-    plan = [(torch.randperm(40, generator=torch.Generator().manual_seed(k))[:8], 1000 + k) for k in range(3)]
-    inline = list(planned_batches(images, preset, plan, workers=0))
-    ahead = list(planned_batches(images, preset, plan, workers=1))  # a real worker process
-    assert len(ahead) == 3
-    for (indices, seed), a, b in zip(plan, inline, ahead):
-        assert torch.equal(a, b)
-        assert torch.equal(a, augment_batch(images[indices], preset, torch.Generator().manual_seed(seed)))
-    assert not torch.equal(inline[0], inline[1])
-
-
-def test_training_with_workers_matches_training_inline(small, monkeypatch):
-    config = cfg(**{"data.augment": "strong", "epochs": 1})
-    ahead = T.train(config, small, device="cpu").history
-    monkeypatch.setattr(T, "default_workers", lambda: 0)
-    inline = T.train(config, small, device="cpu").history
-    assert [h["train_loss"] for h in ahead] == [h["train_loss"] for h in inline]
 
 
 def test_fp16_trains_with_a_live_grad_scaler(small):
@@ -182,13 +159,6 @@ def test_trainer_fits_the_whitening_and_fast_recipe_resumes_exactly(small):
     resumed = T.train(config, data, device="cpu", resume=saved)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     assert resumed.summary["test_acc"] == full.summary["test_acc"]
-
-
-def test_new_fields_at_their_defaults_keep_cell_ids():
-    plain = cfg()
-    assert not {"compile", "ema_decay", "tta"} & set(plain.model_dump())
-    assert config_hash(plain) != config_hash(cfg(tta=True))
-    assert cfg(compile=True).model_dump()["compile"] is True
 
 
 def test_cpu_runs_the_first_conv_nchw_and_the_rest_channels_last():

@@ -27,7 +27,8 @@ from sweeper import sweep, tables
 from sweeper.cli import app
 from sweeper.errors import Pruned, UserError
 from sweeper.runs import cellrun, tracking
-from sweeper.schema.spec import Metric, expand, load_spec, trial_cell
+from sweeper.schema.spec import expand, load_spec, trial_cell
+from sweeper.schema.table import Metric
 from sweeper.tables import compare
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -417,7 +418,7 @@ def test_formats_and_out_through_the_cli(known, tmp_path):
     result = runner.invoke(
         app, ["table", "table3", "--tracking-uri", known[0], "-f", "docx", "--out", str(tmp_path / "x")]
     )
-    assert result.exit_code == 2 and "use one of: markdown, csv, latex, html" in result.output
+    assert result.exit_code == 2 and "Choose one of markdown, csv, latex, html" in result.output
     assert not (tmp_path / "x").exists()
 
 

@@ -1,50 +1,47 @@
-"""Activation functions by name, and swapping them into networks built with nn.ReLU."""
+"""Activations by name (the catalogue's, or the user's `file.py:Attr`), and swapping them into networks built with nn.ReLU.
+
+A network builder receives `activation` as a factory: calling it gives a fresh module, so every
+call site owns its own (a PReLU slope is per module) and a user's activation class fits the
+same slot as torch.nn's.
+"""
 
 from __future__ import annotations
 
-import difflib
+from collections.abc import Callable
 
 from torch import nn
 
+from sweeper.catalogue import ACTIVATIONS
 from sweeper.errors import UserError
+from sweeper.models.targets import implementation
 
-ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu", "elu", "gelu", "silu", "mish", "prelu")
-
-# inplace=False everywhere: analysis code (loss surfaces, feature maps) hooks activations and
-# differentiates through them, and in-place ops break both.
-_BUILDERS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,  # negative slope 0.01, PyTorch's default
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "mish": nn.Mish,
-    "prelu": nn.PReLU,  # one learned slope per module instance, as in the report's PReLU row
-}
+Activation = Callable[[], nn.Module]
 
 
-def check_activation(name: str) -> None:
-    """Raise UserError unless `name` is one of ACTIVATIONS."""
-    if name not in _BUILDERS:
-        close = difflib.get_close_matches(name, ACTIVATIONS, n=2, cutoff=0.5)
-        hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        raise UserError(f"unknown activation {name!r}. {hint}Known: {', '.join(ACTIVATIONS)}.")
+def activation_factory(name: str) -> Activation:
+    """What builds a fresh activation module called `name` (inplace=False: analysis hooks differentiate
+    through activations, and in-place ops break that)."""
+    factory = implementation(ACTIVATIONS, name)
+    if not callable(factory):
+        raise UserError(f"activation {name!r} is {type(factory).__name__}, not a class or function to call.")
+    return factory
 
 
 def make_activation(name: str) -> nn.Module:
     """A fresh, non-in-place activation module called `name`."""
-    check_activation(name)
-    return _BUILDERS[name]()
+    module = activation_factory(name)()
+    if not isinstance(module, nn.Module):
+        raise UserError(f"activation {name!r} gave {type(module).__name__}, not a torch.nn.Module.")
+    return module
 
 
-def swap_relus(model: nn.Module, activation: str) -> nn.Module:
-    """Replace every nn.ReLU in `model` by a fresh `activation` module; returns `model`."""
-    check_activation(activation)
+def swap_relus(model: nn.Module, activation: Activation) -> nn.Module:
+    """Replace every nn.ReLU in `model` by a fresh module from `activation`; returns `model`."""
     # Walk parent/child slots rather than model.modules(): a module registered in two slots
     # must become two modules, or a PReLU slope would be shared. ReLUs are swapped for relu
     # too, which drops torchvision's inplace=True.
     for parent in list(model.modules()):
         for slot, child in list(parent.named_children()):
             if type(child) is nn.ReLU:
-                setattr(parent, slot, make_activation(activation))
+                setattr(parent, slot, activation())
     return model

@@ -6,21 +6,21 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from sweeper.models.activations import make_activation
+from sweeper.models.activations import Activation
 from sweeper.models.registry import register_model
 
 
-def _conv_bn_act(cin: int, cout: int, activation: str) -> list[nn.Module]:
+def _conv_bn_act(cin: int, cout: int, activation: Activation) -> list[nn.Module]:
     # Conv bias kept (PyTorch's default) as in the report's Keras-style table, although the
     # BatchNorm after it makes it redundant; the parameter counts below include it.
-    return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), make_activation(activation)]
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), activation()]
 
 
-def _dense_head(cin: int, hidden: int, fc_dropout: float, num_classes: int, activation: str) -> list[nn.Module]:
+def _dense_head(cin: int, hidden: int, fc_dropout: float, num_classes: int, activation: Activation) -> list[nn.Module]:
     # Activation before BatchNorm1d, in the order of report 000 Table 1.
     return [
         nn.Linear(cin, hidden),
-        make_activation(activation),
+        activation(),
         nn.BatchNorm1d(hidden),
         nn.Dropout(fc_dropout),
         nn.Linear(hidden, num_classes),
@@ -29,7 +29,7 @@ def _dense_head(cin: int, hidden: int, fc_dropout: float, num_classes: int, acti
 
 @register_model
 def baseline_cnn(
-    *, activation: str = "relu", num_classes: int = 10, dropout: float = 0.25, fc_dropout: float = 0.5
+    *, activation: Activation = nn.ReLU, num_classes: int = 10, dropout: float = 0.25, fc_dropout: float = 0.5
 ) -> nn.Module:
     """The baseline CNN of report 000, Table 1 (four conv+BN layers, a 256-unit dense layer)."""
     layers = [
@@ -46,7 +46,7 @@ def baseline_cnn(
 @register_model
 def plain_cnn(
     *,
-    activation: str = "relu",
+    activation: Activation = nn.ReLU,
     num_classes: int = 10,
     stem: int = 32,
     widths: Sequence[int] = (64, 128, 128),

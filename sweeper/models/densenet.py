@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.densenet import DenseNet
 
-from sweeper.models.activations import swap_relus
+from sweeper.models.activations import Activation, swap_relus
 from sweeper.models.registry import register_model
 from sweeper.schema.config import DenseNet as DenseNetConfig
 
@@ -27,7 +27,7 @@ class _DenseNet(DenseNet):
 
 
 def _densenet(
-    block_config: tuple[int, int, int, int], activation: str, num_classes: int,
+    block_config: tuple[int, int, int, int], activation: Activation, num_classes: int,
     growth_rate: int, init_features: int, dropout: float,
 ) -> nn.Module:  # fmt: skip
     model = _DenseNet(
@@ -55,14 +55,14 @@ _BLOCKS = {  # name: (dense layers per block, the parameter count at the default
 
 def _register(name: str, blocks: tuple[int, int, int, int], params: str) -> None:
     def build(
-        *, activation: str = "relu", num_classes: int = 10, growth_rate: int = _DEFAULTS["growth_rate"],
+        *, activation: Activation = nn.ReLU, num_classes: int = 10, growth_rate: int = _DEFAULTS["growth_rate"],
         init_features: int = _DEFAULTS["init_features"], dropout: float = _DEFAULTS["dropout"],
     ) -> nn.Module:  # fmt: skip
         return _densenet(blocks, activation, num_classes, growth_rate, init_features, dropout)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"DenseNet-{name.removeprefix('densenet')} (blocks {','.join(map(str, blocks))}), k=24: {params}."
-    register_model(build)
+    globals()[name] = register_model(build)  # importable as sweeper.models.densenet:NAME, the catalogue's target
 
 
 for _name, (_blocks, _params) in _BLOCKS.items():

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sweeper.models.activations import make_activation
+from sweeper.models.activations import Activation
 from sweeper.models.registry import register_model
 
 PATCH = 2
@@ -80,20 +80,20 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return bn
 
 
-def _block(cin: int, cout: int, activation: str) -> nn.Sequential:
+def _block(cin: int, cout: int, activation: Activation) -> nn.Sequential:
     return nn.Sequential(
-        _conv(cin, cout), nn.MaxPool2d(2), _bn(cout), make_activation(activation),
-        _conv(cout, cout), _bn(cout), make_activation(activation),
+        _conv(cin, cout), nn.MaxPool2d(2), _bn(cout), activation(),
+        _conv(cout, cout), _bn(cout), activation(),
     )  # fmt: skip
 
 
 class FastNet(nn.Module):
     """Patch whitening, one block per width, global max-pool, scaled linear head."""
 
-    def __init__(self, widths: Sequence[int], activation: str, num_classes: int) -> None:
+    def __init__(self, widths: Sequence[int], activation: Activation, num_classes: int) -> None:
         super().__init__()
         self.whiten = PatchWhitening()
-        self.act = make_activation(activation)
+        self.act = activation()
         blocks, cin = [], self.whiten.conv.out_channels
         for width in widths:
             blocks.append(_block(cin, width, activation))
@@ -113,6 +113,8 @@ class FastNet(nn.Module):
 
 
 @register_model
-def fast_net(*, activation: str = "gelu", num_classes: int = 10, widths: Sequence[int] = (64, 256, 256)) -> nn.Module:
+def fast_net(
+    *, activation: Activation = nn.GELU, num_classes: int = 10, widths: Sequence[int] = (64, 256, 256)
+) -> nn.Module:
     """The `fast` recipe's network (experiments/fast.yaml), tuned for time to accuracy."""
     return FastNet(list(widths), activation, num_classes)

@@ -1,40 +1,63 @@
-"""The model registry: a dict, a decorator and `create_model` (timm's shape)."""
+"""Networks by name: `create_model` builds a catalogue model or the user's own through one door.
+
+Built-in builders also register themselves (`@register_model`) so that tests can hold the
+catalogue and the code to each other in both directions.
+"""
 
 from __future__ import annotations
 
-import difflib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TypeVar
 
 from torch import nn
 
+from sweeper.catalogue import MODELS
 from sweeper.errors import UserError
-from sweeper.models.activations import check_activation
+from sweeper.models.activations import activation_factory
+from sweeper.models.targets import implementation
+from sweeper.schema.plugins import check_arguments
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+REGISTERED: dict[str, Callable[..., nn.Module]] = {}
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+SUPPLIED = ("activation", "num_classes")  # what sweeper passes to every network that takes it
 
 
 def register_model(fn: Builder) -> Builder:
-    """Register a model builder under its function name."""
-    name = fn.__name__
-    if name in MODELS:
+    """Mark a function as a built-in network builder (its name must be in catalogue.MODELS)."""
+    if fn.__name__ in REGISTERED:
         # Two families claiming one name would make a spec mean different things per import order.
-        raise ValueError(f"model {name!r} is registered twice")
-    MODELS[name] = fn
+        raise ValueError(f"model {fn.__name__!r} is registered twice")
+    REGISTERED[fn.__name__] = fn
     return fn
 
 
 def create_model(name: str, *, activation: str = "relu", num_classes: int = 10, **kwargs: object) -> nn.Module:
-    """Build the registered model `name` with one activation throughout."""
-    builder = MODELS.get(name)
-    if builder is None:
-        raise UserError(f"unknown model {name!r}. {_suggest(name, MODELS)}")
-    check_activation(activation)
-    _check_kwargs(name, builder, kwargs)
-    return builder(activation=activation, num_classes=num_classes, **kwargs)
+    """Build model `name` (a catalogue name or `file.py:Attr`) with one activation throughout."""
+    builder = implementation(MODELS, name)
+    params = _parameters(builder)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    supplied = {"activation": activation_factory(activation), "num_classes": num_classes}
+    given = {k: v for k, v in supplied.items() if k in params or takes_any}
+    if activation != "relu" and "activation" not in given:
+        raise UserError(
+            f"model {name!r} takes no `activation` argument, so activation {activation!r} would have no effect."
+        )
+    problems = check_arguments(builder, kwargs, supplied=tuple(given))
+    if problems:
+        raise UserError(f"model {name!r}: " + "; ".join(problems))
+    model = builder(**given, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model {name!r} returned {type(model).__name__}, not a torch.nn.Module.")
+    return model
+
+
+def _parameters(builder: Callable[..., object]) -> dict[str, inspect.Parameter]:
+    try:
+        return dict(inspect.signature(builder).parameters)
+    except (TypeError, ValueError):
+        return {}
 
 
 def count_params(model: nn.Module) -> int:
@@ -50,17 +73,3 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
         if isinstance(module, nn.Conv2d):
             return module
     raise ValueError(f"{type(model).__name__} has no Conv2d")
-
-
-def _check_kwargs(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, object]) -> None:
-    # A typo in a spec's model block should read as a user error, not a TypeError traceback.
-    accepted = [p for p in inspect.signature(builder).parameters if p not in ("activation", "num_classes")]
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        raise UserError(f"model {name!r} takes no argument {unknown[0]!r}; it takes {', '.join(accepted) or 'none'}.")
-
-
-def _suggest(name: str, choices: Mapping[str, object]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    hint = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    return f"{hint}Known models: {', '.join(sorted(choices))}."

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet, conv1x1
 
-from sweeper.models.activations import swap_relus
+from sweeper.models.activations import Activation, swap_relus
 from sweeper.models.registry import register_model
 
 
@@ -86,7 +86,7 @@ class CifarResNet(nn.Module):
 @register_model
 def resnet_basic(
     *,
-    activation: str = "relu",
+    activation: Activation = nn.ReLU,
     num_classes: int = 10,
     stem: int = 32,
     widths: Sequence[int] = (64, 128, 128),
@@ -99,7 +99,7 @@ def resnet_basic(
 
 
 def _torchvision_resnet(
-    block: type[BasicBlock | Bottleneck], layers: list[int], activation: str, num_classes: int, dropout: float
+    block: type[BasicBlock | Bottleneck], layers: list[int], activation: Activation, num_classes: int, dropout: float
 ) -> nn.Module:
     # torchvision's ResNet class with our per-call-site blocks; the resnet18/resnet50 builder
     # functions hard-wire the stock blocks, so the class is called directly with their layers.
@@ -113,12 +113,12 @@ def _torchvision_resnet(
 
 
 @register_model
-def resnet18(*, activation: str = "relu", num_classes: int = 10, dropout: float = 0.2) -> nn.Module:
+def resnet18(*, activation: Activation = nn.ReLU, num_classes: int = 10, dropout: float = 0.2) -> nn.Module:
     """torchvision's ResNet-18 adapted to 32x32 inputs (report 002: 11.17M params)."""
     return _torchvision_resnet(_BasicBlock, [2, 2, 2, 2], activation, num_classes, dropout)
 
 
 @register_model
-def resnet50(*, activation: str = "relu", num_classes: int = 10, dropout: float = 0.2) -> nn.Module:
+def resnet50(*, activation: Activation = nn.ReLU, num_classes: int = 10, dropout: float = 0.2) -> nn.Module:
     """torchvision's ResNet-50 adapted to 32x32 inputs (report 002: 23.52M params)."""
     return _torchvision_resnet(_Bottleneck, [3, 4, 6, 3], activation, num_classes, dropout)

@@ -5,18 +5,18 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import vgg
 
-from sweeper.models.activations import make_activation, swap_relus
+from sweeper.models.activations import Activation, swap_relus
 from sweeper.models.registry import register_model
 
 
-def _fc(cin: int, cout: int, batch_norm: bool, activation: str, dropout: float) -> list[nn.Module]:
+def _fc(cin: int, cout: int, batch_norm: bool, activation: Activation, dropout: float) -> list[nn.Module]:
     norm = [nn.BatchNorm1d(cout)] if batch_norm else []
-    return [nn.Linear(cin, cout), *norm, make_activation(activation), nn.Dropout(dropout)]
+    return [nn.Linear(cin, cout), *norm, activation(), nn.Dropout(dropout)]
 
 
 @register_model
 def vgg_a(
-    *, activation: str = "relu", num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0
+    *, activation: Activation = nn.ReLU, num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0
 ) -> nn.Module:
     """VGG-A with 512-unit classifier layers: 9,750,922 params, 9,758,474 with BatchNorm."""
     # torchvision's VGG class is not used: its 7x7 adaptive pool and 4096-unit classifier are

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from sweeper.errors import Pruned
-from sweeper.runs import checkpoints, tracking
+from sweeper.runs import checkpoints, system, tracking
 from sweeper.runs import model as model_log
 from sweeper.schema.spec import Cell, Spec
 from sweeper.training import state as training_state
@@ -75,6 +75,7 @@ class CellLogger:
         self._steps: list[Any] = []  # this epoch's per-step metrics, shipped with the epoch
         self._staging = Path(tempfile.mkdtemp(prefix="sweeper-ckpt-"))
         self._worker = checkpoints.SerialWorker()
+        self._system = system.start(store.uri, run_id, resume=resume is not None)
 
     def log_epoch(self, metrics: dict[str, float], checkpoint: Checkpoint | None = None, best: bool = False) -> None:
         """Queue an epoch: its checkpoint (stored first, as best.pt too when `best`), then its metrics, step = epoch."""
@@ -117,7 +118,9 @@ class CellLogger:
         self._worker.drain()
 
     def close(self) -> None:
-        """Flush and stop the worker; the run can then be terminated."""
+        """Stop the system metrics, flush and stop the worker; the run can then be terminated."""
+        system.stop(self._system)
+        self._system = None
         try:
             self._worker.close()
         finally:

@@ -6,45 +6,43 @@ Each returns problems as data ((dotted key, message) pairs); spec.py turns them 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
+from sweeper.catalogue import LOSSES, OPTIMIZERS, PENALTIES, Kind, metric_names
 from sweeper.schema.config import TrainConfig, _members, fields_at, flatten
-from sweeper.vocab import METRICS, PROBE_METRICS
 
-# (dotted key, whether it acts on this config, why not): a non-default value where it does not act
-# changes the cell id but not the training, so two "different" cells would be the same experiment.
-# The default and 0 (off) pass: shipped specs spell them out, and their cell ids must not change.
-INERT: list[tuple[str, Callable[[TrainConfig], bool], str]] = [
-    ("optimizer.momentum", lambda c: c.optimizer.name == "sgd", "only optimizer.name sgd uses momentum"),
-    ("loss.gamma", lambda c: c.loss.name == "focal", "only loss.name focal has a gamma"),
-    (
-        "loss.label_smoothing",
-        lambda c: c.loss.name == "cross_entropy",
-        "label smoothing applies to loss.name cross_entropy only",
-    ),
-    ("loss.penalty_weight", lambda c: c.loss.penalty != "none", "it weighs loss.penalty, which is none"),
-]
-
-
-def _default(dotted: str) -> Any:
-    """The declared default of a dotted TrainConfig key (plain blocks only)."""
-    *blocks, leaf = dotted.split(".")
-    model: type[BaseModel] = TrainConfig
-    for block in blocks:
-        model = _members(model.model_fields[block].annotation)[0]
-    return model.model_fields[leaf].default
+# (block, the field in it that names a choice, the catalogue of that choice): each entry's `uses`
+# says which settings of the block it reads. A non-default value of a setting the chosen entry does
+# not read changes the cell id but not the training, so two "different" cells would be one experiment.
+CHOICE_FIELDS: tuple[tuple[str, str, Kind[Any]], ...] = (
+    ("optimizer", "name", OPTIMIZERS),
+    ("loss", "name", LOSSES),
+    ("loss", "penalty", PENALTIES),
+)
 
 
 def inert_settings(config: TrainConfig) -> list[tuple[str, str]]:
-    """(dotted key, message) for each setting changed from its default that this config never uses."""
-    flat = flatten(config.model_dump(mode="json"))
+    """(dotted key, message) for each setting changed from its default that this config never uses.
+
+    The default and 0 (off) pass: shipped specs spell them out, and their cell ids must not change.
+    A block naming the user's code is left to its signature check.
+    """
     out = []
-    for key, acts, why in INERT:
-        if not acts(config) and flat.get(key) not in (_default(key), 0):  # 0 is "off": harmless
-            out.append((key, f"{key}={flat[key]} has no effect here: {why}. Remove it (or set it where it applies)"))
+    for block_name, field, kind in CHOICE_FIELDS:
+        block = getattr(config, block_name)
+        chosen = getattr(block, field)
+        if chosen not in kind:
+            continue
+        for knob in sorted(set().union(*(e.uses for e in kind)) - kind.get(chosen).uses):
+            value, default = getattr(block, knob, None), type(block).model_fields.get(knob)
+            if default is None or value in (default.default, 0):
+                continue
+            users = " or ".join(e.name for e in kind if knob in e.uses)
+            key = f"{block_name}.{knob}"
+            out.append((key, f"{key}={value} has no effect here: only {kind.key} {users} uses it. Remove it "
+                        "(or set it where it applies)"))  # fmt: skip
     return out
 
 
@@ -66,7 +64,8 @@ def config_keys(config: TrainConfig) -> set[str]:
 
 def known_metrics(configs: list[TrainConfig]) -> list[str]:
     """Metrics a run of these configs logs: the trainer's, plus the probes' when a config has a probe block."""
-    return [*METRICS, *(PROBE_METRICS if any(c.probe is not None for c in configs) else ())]
+    probes = any(c.probe is not None for c in configs)
+    return list(metric_names("epoch", "summary", *(["probe"] if probes else [])))
 
 
 def table_problems(columns: list[str], metrics: list[str], configs: list[TrainConfig]) -> list[tuple[tuple, str]]:
@@ -90,7 +89,10 @@ def table_problems(columns: list[str], metrics: list[str], configs: list[TrainCo
         if key not in logged:
             where = ("table", "metrics", i, "key")
             out.append(
-                (where, _unknown(key, logged, "metric a run logs") + (probe_only if key in PROBE_METRICS else ""))
+                (
+                    where,
+                    _unknown(key, logged, "metric a run logs") + (probe_only if key in metric_names("probe") else ""),
+                )
             )
     return out
 

@@ -6,11 +6,23 @@ override key, the MLflow param and the table column.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Tag, model_validator
 
-Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "mish", "prelu"]
+from sweeper.catalogue import (
+    ACTIVATIONS,
+    AUGMENTS,
+    LOSSES,
+    MODELS,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    PENALTIES,
+    PRECISIONS,
+    SCHEDULES,
+)
+from sweeper.schema.choices import literal, name_of, tagged_union
+
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 Width = Annotated[int, Field(ge=1, le=4096)]
 
@@ -21,13 +33,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# --- models: one kind per family, told apart by `name` -------------------------------------
+class Custom(BaseModel):
+    """A block naming the user's code (`name: file.py:Attr`): its other keys are that code's keyword arguments,
+    checked against its signature when the spec is loaded."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="file.py:Attr beside the spec, or package.module:Attr")
+
+
+# --- models: one block per family, the family picked by `name` -------------------------------
 
 
 class BaselineCNN(Strict):
     """Table 1 of report 000: four conv layers with BatchNorm, a 256-unit dense layer."""
 
-    name: Literal["baseline_cnn"]
+    name: literal(MODELS, "baseline_cnn")  # type: ignore[valid-type]
     dropout: Fraction = 0.25
     fc_dropout: Fraction = 0.5
 
@@ -35,7 +56,7 @@ class BaselineCNN(Strict):
 class PlainCNN(Strict):
     """A stem conv plus one conv+pool stage per width, then the dense head."""
 
-    name: Literal["plain_cnn"]
+    name: literal(MODELS, "plain_cnn")  # type: ignore[valid-type]
     stem: Width = 32
     widths: list[Width] = Field(default=[64, 128, 128], min_length=1, max_length=5)
     dropout: Fraction = 0.25
@@ -46,7 +67,7 @@ class PlainCNN(Strict):
 class ResNetBasic(Strict):
     """CIFAR ResNet of BasicBlocks: stem width, stage widths, blocks per stage."""
 
-    name: Literal["resnet_basic"]
+    name: literal(MODELS, "resnet_basic")  # type: ignore[valid-type]
     stem: Width = 32
     widths: list[Width] = Field(default=[64, 128, 128], min_length=1, max_length=5)
     blocks: list[Annotated[int, Field(ge=1, le=64)]] = Field(default=[2, 2, 2], min_length=1)
@@ -62,14 +83,14 @@ class ResNetBasic(Strict):
 class TorchvisionResNet(Strict):
     """ResNet-18/50 adapted to 32x32 inputs, dropout before the classifier."""
 
-    name: Literal["resnet18", "resnet50"]
+    name: literal(MODELS, "torchvision_resnet")  # type: ignore[valid-type]
     dropout: Fraction = 0.2
 
 
 class DenseNet(Strict):
     """DenseNet-BC adapted to 32x32 inputs, dropout inside every dense layer."""
 
-    name: Literal["densenet121", "densenet169", "densenet201", "densenet264"]
+    name: literal(MODELS, "densenet")  # type: ignore[valid-type]
     growth_rate: Width = 24
     init_features: Width = 64
     dropout: Fraction = 0.2
@@ -78,7 +99,7 @@ class DenseNet(Strict):
 class VGG(Strict):
     """VGG-A (configuration A of Simonyan & Zisserman) with or without BatchNorm."""
 
-    name: Literal["vgg_a"]
+    name: literal(MODELS, "vgg")  # type: ignore[valid-type]
     batch_norm: bool = False
     dropout: Fraction = 0.0
 
@@ -86,14 +107,34 @@ class VGG(Strict):
 class FastNet(Strict):
     """The `fast` recipe's network: patch-whitening stem, three conv-pool-BN blocks, max-pool head."""
 
-    name: Literal["fast_net"]
+    name: literal(MODELS, "fast_net")  # type: ignore[valid-type]
     widths: list[Width] = Field(default=[64, 256, 256], min_length=1, max_length=4)
 
 
-ModelSpec = Annotated[
-    Union[BaselineCNN, PlainCNN, ResNetBasic, TorchvisionResNet, DenseNet, VGG, FastNet],
-    Field(discriminator="name"),
-]
+# The settings block of each family (catalogue.MODELS names the family of every model).
+FAMILIES: dict[str, type[Strict]] = {
+    "baseline_cnn": BaselineCNN,
+    "plain_cnn": PlainCNN,
+    "resnet_basic": ResNetBasic,
+    "torchvision_resnet": TorchvisionResNet,
+    "densenet": DenseNet,
+    "vgg": VGG,
+    "fast_net": FastNet,
+}
+
+
+class CustomModel(Custom):
+    """Your own network: `name: nets.py:MyNet` (a module or a function returning one); the other keys are its
+    arguments. It is given `num_classes` and `activation` (a function returning a new activation module)
+    when its signature takes them."""
+
+
+if TYPE_CHECKING:  # what mypy can read; pydantic gets the catalogue's tagged union below
+    ModelSpec: TypeAlias = Union[
+        BaselineCNN, PlainCNN, ResNetBasic, TorchvisionResNet, DenseNet, VGG, FastNet, CustomModel
+    ]
+else:
+    ModelSpec = tagged_union(MODELS, lambda name: FAMILIES[MODELS.get(name).family], CustomModel)
 
 
 # --- data, optimisation ---------------------------------------------------------------------
@@ -102,8 +143,8 @@ ModelSpec = Annotated[
 class DataSpec(Strict):
     """Which images, how many, how they are augmented and batched."""
 
-    augment: Literal["none", "weak", "translate", "autoaugment", "strong"] = "none"
-    normalize: Literal["half", "cifar10"] = "half"
+    augment: name_of(AUGMENTS) = "none"  # type: ignore[valid-type]
+    normalize: name_of(NORMALIZATIONS) = "half"  # type: ignore[valid-type]
     batch_size: int = Field(128, ge=1, le=65536)
     eval_batch_size: int = Field(500, ge=1, le=65536)
     val_size: int = Field(5000, ge=0, le=45000, description="held out of the 50k training images")
@@ -112,19 +153,34 @@ class DataSpec(Strict):
 
 
 class OptimizerSpec(Strict):
-    """One flat model so that a row can switch `optimizer.name` and keep `optimizer.lr`."""
+    """One flat block for every built-in optimizer, so that a row can switch `optimizer.name` and keep `optimizer.lr`."""
 
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    name: literal(OPTIMIZERS) = "adam"  # type: ignore[valid-type]
     lr: float = Field(1e-3, gt=0.0, le=10.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="optimizers with momentum (sgd, muon)")
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimizerSpec:
-        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
-            raise ValueError("nesterov needs optimizer.name sgd with momentum > 0")
+        if self.nesterov and ("nesterov" not in OPTIMIZERS.get(self.name).uses or self.momentum == 0):
+            with_it = ", ".join(e.name for e in OPTIMIZERS if "nesterov" in e.uses)
+            raise ValueError(f"nesterov needs an optimizer with momentum ({with_it}) and momentum > 0")
         return self
+
+
+class CustomOptimizer(Custom):
+    """Your own optimizer: `name: opt.py:MyOpt`, a torch.optim.Optimizer class called as MyOpt(params, lr=...,
+    weight_decay=..., **the other keys)."""
+
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+
+
+if TYPE_CHECKING:
+    OptimizerBlock: TypeAlias = Union[OptimizerSpec, CustomOptimizer]
+else:
+    OptimizerBlock = tagged_union(OPTIMIZERS, lambda name: OptimizerSpec, CustomOptimizer, default="adam")
 
 
 class NoSchedule(Strict):
@@ -166,19 +222,41 @@ class OneCycleSchedule(Strict):
     end_factor: float = Field(0.05, ge=0.0, le=1.0)
 
 
-SchedulerSpec = Annotated[
-    Union[NoSchedule, StepSchedule, CosineSchedule, PlateauSchedule, OneCycleSchedule], Field(discriminator="name")
-]
+SCHEDULE_BLOCKS: dict[str, type[Strict]] = {
+    "none": NoSchedule,
+    "step": StepSchedule,
+    "cosine": CosineSchedule,
+    "plateau": PlateauSchedule,
+    "onecycle": OneCycleSchedule,
+}
+if TYPE_CHECKING:
+    SchedulerSpec: TypeAlias = Union[NoSchedule, StepSchedule, CosineSchedule, PlateauSchedule, OneCycleSchedule]
+else:
+    SchedulerSpec = tagged_union(SCHEDULES, lambda name: SCHEDULE_BLOCKS[name], default="none")
 
 
 class LossSpec(Strict):
     """Cross-entropy or focal loss, optional label smoothing and an L1/L2 weight penalty."""
 
-    name: Literal["cross_entropy", "focal"] = "cross_entropy"
+    name: literal(LOSSES) = "cross_entropy"  # type: ignore[valid-type]
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal loss only")
-    penalty: Literal["none", "l1", "l2"] = "none"
+    penalty: name_of(PENALTIES) = "none"  # type: ignore[valid-type]
     penalty_weight: float = Field(1e-4, ge=0.0, le=10.0)
+
+
+class CustomLoss(Custom):
+    """Your own loss: `name: losses.py:my_loss`, a function f(logits, target, **the other keys) -> scalar, or
+    a class built with the other keys whose instances are called so; the weight penalty still applies."""
+
+    penalty: name_of(PENALTIES) = "none"  # type: ignore[valid-type]
+    penalty_weight: float = Field(1e-4, ge=0.0, le=10.0)
+
+
+if TYPE_CHECKING:
+    LossBlock: TypeAlias = Union[LossSpec, CustomLoss]
+else:
+    LossBlock = tagged_union(LOSSES, lambda name: LossSpec, CustomLoss, default="cross_entropy")
 
 
 class ProbeSpec(Strict):
@@ -198,18 +276,14 @@ class TrainConfig(Strict):
     """Everything that determines one training run; its hash identifies the cell."""
 
     model: ModelSpec
-    activation: Activation = "relu"
+    activation: name_of(ACTIVATIONS) = "relu"  # type: ignore[valid-type]
     data: DataSpec = DataSpec()
-    optimizer: OptimizerSpec = OptimizerSpec()
+    optimizer: OptimizerBlock = OptimizerSpec()
     scheduler: SchedulerSpec = NoSchedule()
-    loss: LossSpec = LossSpec()
+    loss: LossBlock = LossSpec()
     epochs: int = Field(ge=1, le=10000)
     seed: int = Field(0, ge=0)
-    precision: Literal["auto", "fp32", "tf32", "bf16", "fp16"] = Field(
-        "auto",
-        description="auto: bf16 where native (Ampere+ GPUs, AVX-512 BF16 CPUs), fp16 + loss scaling on older GPUs, "
-        "else fp32; fp32 is IEEE fp32 (no TF32); tf32 lets Ampere+ GPUs run fp32 matmuls/convs as TF32",
-    )
+    precision: name_of(PRECISIONS) = "auto"  # type: ignore[valid-type]
     channels_last: bool = True
     probe: ProbeSpec | None = None
     compile: bool = Field(False, description="torch.compile the model; pays off on GPUs and long runs")
@@ -219,26 +293,11 @@ class TrainConfig(Strict):
         False, description="deterministic algorithms, no cuDNN autotuning: bit-identical reruns on one GPU, slower"
     )
 
-    @model_serializer(mode="wrap")
-    def _omit_absent_probe(self, handler: Any) -> dict[str, Any]:
-        # A config without probes dumps (and hashes) exactly as before the field existed, so
-        # adding it did not change the id of any cell already trained; so do the later fields
-        # at their defaults.
-        data = handler(self)
-        for key, default in (
-            ("probe", None),
-            ("compile", False),
-            ("ema_decay", 0.0),
-            ("tta", False),
-            ("deterministic", False),
-        ):
-            if getattr(self, key) == default:
-                data.pop(key, None)
-        return data
-
 
 # Fields whose value is "one of several kinds": switching the kind replaces the whole block.
 KIND_FIELDS = ("model", "scheduler")
+# Blocks whose `name` picks among several models (kind fields, and blocks that may name the user's code).
+TAGGED_FIELDS = ("model", "scheduler", "optimizer", "loss")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -285,36 +344,41 @@ def merge(base: dict[str, Any], override: dict[str, Any], top: bool = True) -> d
 
 
 def _members(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models inside an annotation (Annotated, Union, Optional unwrapped)."""
+    """The pydantic models inside an annotation (Annotated, Union, Optional unwrapped), each once."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
-    return [m for arg in get_args(annotation) for m in _members(arg)]
+    return list(dict.fromkeys(m for arg in get_args(annotation) for m in _members(arg)))
+
+
+def _tags(annotation: Any) -> dict[str, type[BaseModel]]:
+    """{union tag: its model} of a tagged union annotation (see choices.tagged_union)."""
+    out: dict[str, type[BaseModel]] = {}
+    for arg in get_args(annotation):
+        inner = get_args(arg)
+        tag = next((m.tag for m in inner[1:] if isinstance(m, Tag)), None) if inner else None
+        if tag is not None and _members(inner[0]):
+            out[tag] = _members(inner[0])[0]
+        else:
+            out.update(_tags(arg))
+    return out
 
 
 def kind_tags() -> set[str]:
-    """Every `name` tag of the kind fields: pydantic puts them in error locations."""
-    tags: set[str] = set()
-    for field in KIND_FIELDS:
-        for member in _members(TrainConfig.model_fields[field].annotation):
-            tags.update(get_args(member.model_fields["name"].annotation))
-    return tags
+    """Every tag of the tagged blocks (model, scheduler, optimizer, loss): pydantic puts them in error locations."""
+    return {tag for field in TAGGED_FIELDS for tag in _tags(TrainConfig.model_fields[field].annotation)}
 
 
 def fields_at(root: type[BaseModel], loc: tuple) -> list[str]:
     """Valid keys of the block at a pydantic error location (tags pick the union member)."""
     models = [root]
+    tags: dict[str, type[BaseModel]] = {}
     for part in loc:
         if not models:
             return []
-        tagged = [m for m in models if part in _tag_values(m)]
-        if tagged:
-            models = tagged
+        if part in tags:
+            models, tags = [tags[part]], {}
             continue
         field = models[0].model_fields.get(str(part))
         models = _members(field.annotation) if field else []
+        tags = _tags(field.annotation) if field else {}
     return sorted({name for m in models for name in m.model_fields})
-
-
-def _tag_values(model: type[BaseModel]) -> tuple:
-    field = model.model_fields.get("name")
-    return get_args(field.annotation) if field else ()

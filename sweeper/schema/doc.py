@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from sweeper.catalogue import BRING_YOUR_OWN, KINDS
+from sweeper.schema.choices import Named
 from sweeper.schema.config import TrainConfig, _members
 from sweeper.schema.spec import Spec
 
@@ -34,6 +36,15 @@ def _type(annotation: Any) -> str:
     if annotation is None or annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def _named(field: FieldInfo) -> str:
+    """'one of <the catalogue's names>' for a field that takes a catalogue name (and how to bring your own)."""
+    named = next((m for m in field.metadata if isinstance(m, Named)), None)
+    if named is None:
+        return ""
+    own = f", or your own ({BRING_YOUR_OWN.removeprefix('or your own as ')})" if named.kind.plugins else ""
+    return "one of " + ", ".join(named.kind.names) + own
 
 
 def _bounds(field: FieldInfo) -> str:
@@ -92,7 +103,7 @@ def _fields(model: type[BaseModel], prefix: str, out: list[str], note: str = "")
         elif _members(field.annotation):
             nested.append((f"{prefix}{name}.", field.annotation))
             continue
-        facts = "; ".join(x for x in (_type(field.annotation), _bounds(field), _default(field)) if x)
+        facts = "; ".join(x for x in (_named(field) or _type(field.annotation), _bounds(field), _default(field)) if x)
         meaning = field.description or (_NOTES.get(name, "") if not prefix else "")
         out.append(f"  {prefix}{name}: {facts}" + (f"  -- {meaning}" if meaning else ""))
     for sub, annotation in nested:
@@ -112,4 +123,9 @@ def schema_text() -> str:
     _fields(Spec, "", out)
     out.append("\n--- config keys: set in base; overridden by rows, grid keys, search params and profiles ---")
     _fields(TrainConfig, "", out)
+    out.append("\n--- named choices (sweeper.catalogue): what each name means ---")
+    for kind in KINDS:
+        own = f"; {BRING_YOUR_OWN} (README: 'Your own model in five minutes')" if kind.plugins else ""
+        out.append(f"\n{kind.key} ({kind.what}){own}:")
+        out += [f"  {entry.name}: {entry.help}" for entry in kind]
     return "\n".join(out) + "\n"

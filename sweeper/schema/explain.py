@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from sweeper.catalogue import BRING_YOUR_OWN, LOSSES, MODELS, OPTIMIZERS, PRUNERS, SCHEDULES, Kind
 from sweeper.schema.checks import suggest_key
 from sweeper.schema.config import KIND_FIELDS, kind_tags
 from sweeper.schema.search import SEARCH_TAGS
@@ -127,5 +128,37 @@ def explain(
     for err in exc.errors():
         # Discriminated unions put the tag into error locations; the YAML has no such level.
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in tags))
-        lines.append(problem(path, tree, candidates(loc), err["msg"] + suggest(err, root), context, own))
+        text = message(err, loc, root)
+        named = err["type"] == "union_tag_invalid" or (
+            err["type"] == "union_tag_not_found" and isinstance(err.get("input"), dict)
+        )
+        if named and loc and str(loc[-1]) in TAGGED_KINDS:
+            loc = (*loc, "name")  # the name picked the block: point at it
+        lines.append(problem(path, tree, candidates(loc), text, context, own))
     return lines
+
+
+# The blocks whose `name` picks a model, and the catalogue of those names.
+TAGGED_KINDS: dict[str, Kind[Any]] = {
+    "model": MODELS,
+    "scheduler": SCHEDULES,
+    "optimizer": OPTIMIZERS,
+    "loss": LOSSES,
+    "pruner": PRUNERS,
+}
+
+
+def message(err: Any, loc: tuple, root: type[BaseModel]) -> str:
+    """What is wrong, in the catalogue's words where a name is unknown or missing."""
+    kind = TAGGED_KINDS.get(str(loc[-1])) if loc else None
+    if kind is not None and err["type"] == "union_tag_invalid":
+        return kind.unknown(err["ctx"]["tag"])
+    if kind is not None and err["type"] == "union_tag_not_found" and isinstance(err.get("input"), str):
+        return f"`{loc[-1]}` is a block: write `{loc[-1]}: {{name: {err['input']}}}`"
+    if kind is not None and err["type"] == "union_tag_not_found":
+        return f"`{loc[-1]}` needs a `name`: one of {', '.join(kind.names)}" + (
+            f", {BRING_YOUR_OWN}" if kind.plugins else ""
+        )
+    if err["type"] == "value_error":  # our validators' own sentences (catalogue names, plugin checks)
+        return str(err["msg"]).removeprefix("Value error, ")
+    return err["msg"] + suggest(err, root)

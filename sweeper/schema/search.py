@@ -6,25 +6,18 @@ Optuna study. Parameter names are the dotted config keys, end to end.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import Field, model_validator
 
+from sweeper.catalogue import METRICS, PRUNERS, SAMPLERS
+from sweeper.schema.choices import name_of, tagged_union
 from sweeper.schema.config import Strict
 
-# Metrics a finished cell logs once (train.train's summary plus the runner's train_time).
-SUMMARY_METRICS = (
-    "best_val_acc",
-    "test_acc",
-    "test_acc_best",
-    "test_loss",
-    "final_train_loss",
-    "final_train_acc",
-    "final_val_loss",
-    "params",
-)
-# Metrics logged every epoch: what a pruner can watch.
-EPOCH_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
+# What a trial may return (a summary metric) and what a pruner may watch (an epoch metric, compared
+# across trials at the same epoch), from the catalogue of metrics.
+SUMMARY_METRICS = tuple(m.name for m in METRICS if m.objective and m.when == "summary")
+EPOCH_METRICS = tuple(m.name for m in METRICS if m.objective and m.when == "epoch")
 
 
 class FloatParam(Strict):
@@ -118,11 +111,18 @@ class HyperbandPruner(Strict):
     reduction_factor: int = Field(3, ge=2)
 
 
-PrunerSpec = Annotated[
-    Union[NoPruner, MedianPruner, SuccessiveHalvingPruner, HyperbandPruner], Field(discriminator="name")
-]
+PRUNER_BLOCKS: dict[str, type[Strict]] = {
+    "none": NoPruner,
+    "median": MedianPruner,
+    "successive_halving": SuccessiveHalvingPruner,
+    "hyperband": HyperbandPruner,
+}
+if TYPE_CHECKING:  # what mypy can read; pydantic gets the catalogue's tagged union
+    PrunerSpec: TypeAlias = Union[NoPruner, MedianPruner, SuccessiveHalvingPruner, HyperbandPruner]
+else:
+    PrunerSpec = tagged_union(PRUNERS, lambda name: PRUNER_BLOCKS[name], default="none")
 # pydantic puts these union tags into error locations; the YAML has no such level.
-SEARCH_TAGS = {"float", "int", "categorical", "none", "median", "successive_halving", "hyperband"}
+SEARCH_TAGS = {"float", "int", "categorical", *PRUNERS.names}
 
 
 class Objective(Strict):
@@ -150,7 +150,7 @@ class Objective(Strict):
 class Search(Strict):
     """An Optuna search in place of rows: each trial samples the params and trains one cell."""
 
-    sampler: Literal["grid", "random", "tpe", "cmaes"] = "tpe"
+    sampler: name_of(SAMPLERS) = "tpe"  # type: ignore[valid-type]
     seed: int | None = Field(None, ge=0, description="sampler seed (offset per worker when parallel)")
     params: dict[str, Param] = Field(min_length=1)
     n_trials: int | None = Field(None, ge=1, description="trials in the whole study, over all workers")

@@ -5,87 +5,23 @@ Imports no torch, so `sweeper validate` is instant.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from sweeper.errors import UserError
+from sweeper.schema import usercode
 from sweeper.schema.checks import inert_settings, table_problems
 from sweeper.schema.config import Strict, TrainConfig, merge, unflatten
 from sweeper.schema.explain import CONTEXT, cell_locations, explain, line_of, paragraph, problem
+from sweeper.schema.ids import config_hash
 from sweeper.schema.launcher import Launcher
 from sweeper.schema.search import Search
+from sweeper.schema.table import TableSpec
 from sweeper.schema.yamlio import load_yaml, read_spec_text
-
-NumberFormat = Literal["percent", "loss", "params", "float", "int", "sci"]
-
-
-class Column(Strict):
-    """An identifying column: `label`, `row` (1-based number), a dotted config key or `metrics.KEY`."""
-
-    key: str
-    header: str
-    format: NumberFormat | None = None
-    # value -> text, e.g. {l1: "L1, {loss.penalty_weight:sci}"}; {dotted.key[:format]} fills in config values
-    show: dict[str | bool | int | float, str] = Field(default_factory=dict)
-
-
-class Metric(Strict):
-    """A metric column: an MLflow metric key, its header and how to print it."""
-
-    key: str
-    header: str
-    format: NumberFormat = "float"
-    best: Literal["max", "min", "none"] | None = None
-    mark: Literal["bold", "star"] = "bold"  # report 002 marks the best value with `*`
-
-    def goal(self) -> str:
-        """Which end is best: explicit, else from the format (losses low, the rest high)."""
-        if self.best:
-            return self.best
-        return "min" if self.format == "loss" or "loss" in self.key else "max"
-
-
-class TableSpec(Strict):
-    """How `sweeper table` lays the report's table out."""
-
-    columns: list[Column] = Field(default_factory=lambda: [Column(key="label", header="Configuration")])
-    metrics: list[Metric] = Field(min_length=1)
-    sort: str | None = None  # a metric key: rows best-first by it; default: spec order
-    alpha: float = Field(0.05, gt=0.0, lt=0.5)  # level of the Welch test against the best row
-    # The least deviation from a row's `reported` value still counted as reproduced, in the metric's
-    # printed units (points for percent): one number for every metric, or per metric key. See `floor`.
-    tolerance: float | dict[str, float] | None = None
-
-    @model_validator(mode="after")
-    def _sort_names_a_metric(self) -> TableSpec:
-        keys = [m.key for m in self.metrics]
-        if self.sort is not None and self.sort not in keys:
-            raise ValueError(f"table.sort '{self.sort}' is not one of the table's metrics ({', '.join(keys)})")
-        tol = self.tolerance
-        unknown = sorted(set(tol) - set(keys)) if isinstance(tol, dict) else []
-        if unknown:
-            raise ValueError(
-                f"table.tolerance names {', '.join(unknown)}, not among the table's metrics ({', '.join(keys)})"
-            )
-        if any(v < 0 for v in (tol.values() if isinstance(tol, dict) else [tol] if tol is not None else [])):
-            raise ValueError("table.tolerance must not be negative")
-        return self
-
-    def floor(self, metric: Metric, reported: float) -> float:
-        """The tolerance floor for a metric, printed units: the spec's, else 1 point for a percent
-        metric and 5% of the reported value for any other (a report prints one run; seeds vary)."""
-        tol = self.tolerance
-        given = tol.get(metric.key) if isinstance(tol, dict) else tol
-        if given is not None:
-            return given
-        return 1.0 if metric.format == "percent" else 0.05 * abs(reported)
-
 
 # Row keys that are not config overrides: they never change a cell's config, so never its id.
 RESERVED_ROW_KEYS = ("label", "reported")
@@ -211,12 +147,6 @@ class Cell:
     def id(self) -> str:
         """Stable hash of the resolved config: the same cell gets the same id on every machine."""
         return config_hash(self.config)
-
-
-def config_hash(config: TrainConfig) -> str:
-    """First 12 hex digits of the sha256 of the canonical JSON of a config."""
-    blob = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -353,10 +283,17 @@ def _expand(
                 problems += explain(where, tree, exc, candidates, TrainConfig, context, own)
                 break  # the other seeds fail alike
             if strict:
-                for key, msg in inert_settings(config):
-                    problems.append(problem(where, tree, candidates(tuple(key.split("."))), msg, context, own))
+                for loc, msg in semantic_problems(config, where):
+                    problems.append(problem(where, tree, candidates(loc), msg, context, own))
             cells.append(Cell(row=index, label=label, seed=seed, config=config))
     return cells, problems
+
+
+def semantic_problems(config: TrainConfig, where: Path) -> list[tuple[tuple, str]]:
+    """Problems of a config that validated: settings with no effect, and the user's code it names (loaded
+    from beside the spec file, so loading such a spec runs that code)."""
+    found = [(tuple(key.split(".")), msg) for key, msg in inert_settings(config)]
+    return found + usercode.check(config, where.parent)
 
 
 def trial_cell(
@@ -399,6 +336,6 @@ def _trial(
         return None, [f"{where}: search.params: {exc}"]
     problems = []
     if strict:
-        for key, msg in inert_settings(config):
-            problems.append(problem(where, tree, candidates(tuple(key.split("."))), msg, f"search trial {label}"))
+        for loc, msg in semantic_problems(config, where):
+            problems.append(problem(where, tree, candidates(loc), msg, f"search trial {label}"))
     return Cell(row=number, label=label, seed=seed, config=config), problems

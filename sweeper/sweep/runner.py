@@ -23,11 +23,12 @@ from torch import nn
 
 from sweeper import plots
 from sweeper.analysis.filters import cell_figures
+from sweeper.catalogue import NORMALIZATIONS
 from sweeper.errors import Pruned
 from sweeper.runs import cellrun, checkpoints, tracking
+from sweeper.schema import plugins, usercode
 from sweeper.schema.spec import Cell, Spec
 from sweeper.training import state as training_state
-from sweeper.training.augment import NORMALIZE
 from sweeper.training.data import CifarData
 from sweeper.training.device import cpu_model
 from sweeper.training.precision import resolve_for, tf32_enabled
@@ -81,6 +82,7 @@ def run_cell(
             if on_run is not None:
                 on_run(run_id)
             log_data(log, data)
+            log_code(log, cell)
             # Before training: a resumed history grows as training continues it.
             earlier = sum(h["epoch_time"] for h in log.resume["history"]) if log.resume else 0.0
             result = _train_logged(log, cell, data, device, progress, task, on_epoch_hook, on_step)
@@ -101,6 +103,23 @@ def run_cell(
     )
     progress.console.print(f"{name}: test_acc {100 * s['test_acc']:.2f}% ({val}{time.perf_counter() - tick:.0f} s)")
     return CellOutcome(name, run_id, ok=True, summary=s)
+
+
+def log_code(log: cellrun.CellLogger, cell: Cell) -> None:
+    """The user's code a cell runs: each file as an artifact under code/, and reference@digest as a tag per block
+    (cell ids leave the file's content out, so a table can say when rows ran different versions)."""
+    tags: dict[str, str] = {}
+    files: list[Path] = []
+    for loc, reference in usercode.references(cell.config).items():
+        loaded = plugins.lookup(reference)
+        if loaded is None:
+            continue
+        tags[f"{Tag.CODE}{loc[0]}"] = f"{reference}@{loaded.digest}"
+        if loaded.source is not None and loaded.source not in files:
+            files.append(loaded.source)
+    if tags:
+        log.set_tags(tags)
+        log.log_files(files, "code")
 
 
 def log_data(log: cellrun.CellLogger, data: CifarData) -> None:
@@ -157,7 +176,7 @@ class PixelClassifier(nn.Module):
 
     def __init__(self, model: nn.Module, preset: str):
         super().__init__()
-        mean, std = NORMALIZE[preset]
+        mean, std = NORMALIZATIONS.get(preset).mean, NORMALIZATIONS.get(preset).std
         self.model = model
         self.shift: torch.Tensor
         self.scale: torch.Tensor

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,23 +160,35 @@ def open_sweep(
     return Sweep(spec, spec_path, profile, store, exp_id, study, cells)
 
 
+# catalogue.SAMPLERS and catalogue.PRUNERS, built from the spec's search block (tests/test_catalogue.py
+# holds these keys to the catalogue).
+SAMPLERS: dict[str, Callable[[Any, int | None], optuna.samplers.BaseSampler]] = {
+    "random": lambda s, seed: optuna.samplers.RandomSampler(seed=seed),
+    "grid": lambda s, seed: optuna.samplers.GridSampler(s.grid_space(), seed=seed),
+    "cmaes": lambda s, seed: optuna.samplers.CmaEsSampler(seed=seed),
+    # the liar keeps parallel workers apart
+    "tpe": lambda s, seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+}
+PRUNERS: dict[str, Callable[[Any], optuna.pruners.BasePruner]] = {
+    "none": lambda p: optuna.pruners.NopPruner(),
+    "median": lambda p: optuna.pruners.MedianPruner(
+        n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+    ),
+    "successive_halving": lambda p: optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=p.min_resource, reduction_factor=p.reduction_factor
+    ),
+    "hyperband": lambda p: optuna.pruners.HyperbandPruner(
+        min_resource=p.min_resource, reduction_factor=p.reduction_factor
+    ),
+}
+
+
 def _sampler(spec: Spec, seed: int | None) -> optuna.samplers.BaseSampler:
+    """Rows and grids are enqueued fixed trials: a random sampler never gets asked; a search's own sampler."""
     s = spec.search
-    if s is None or s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if s.sampler == "grid":
-        return optuna.samplers.GridSampler(s.grid_space(), seed=seed)
-    if s.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)  # the liar keeps parallel workers apart
+    return SAMPLERS[s.sampler if s is not None else "random"](s, seed)
 
 
 def _pruner(spec: Spec) -> optuna.pruners.BasePruner:
     p = spec.search.pruner if spec.search else None
-    if p is None or p.name == "none":
-        return optuna.pruners.NopPruner()
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
-    if p.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
-    return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
+    return PRUNERS[p.name if p is not None else "none"](p)

@@ -14,7 +14,8 @@ from typing import Any
 from sweeper.errors import UserError
 from sweeper.runs import db as runs_db
 from sweeper.schema.config import flatten
-from sweeper.schema.spec import Cell, Column, Spec, expand
+from sweeper.schema.spec import Cell, Spec, expand
+from sweeper.schema.table import Column
 from sweeper.tables.formats import check, fmt_number, fmt_value, key_text, render  # noqa: F401 - the API
 from sweeper.tables.reported import MODES, describe, signed, verdicts
 from sweeper.tables.runs import Pick, Runs, cell_runs, pick_runs, read_runs, resolve, resolve_spec, trial_cells  # noqa: F401
@@ -197,8 +198,32 @@ def _notes(table: Table, spec: Spec, rows: list[list[Pick]]) -> list[str]:
         notes.append("Includes runs of older spec versions (--all-versions): " + "; ".join(older) + ".")
     notes += data_notes(table, [name(r[0].cell) for r in rows])
     names = [name(r[0].cell) for r in rows]
+    notes += code_notes([[p.run.data.tags for p in r if p.state == "finished"] for r in rows], names)
     if table.reported_mode != "off":
         notes += [describe(v, names) for v in verdicts(table)]
+    return notes
+
+
+def code_notes(tags: list[list[dict[str, str]]], names: list[str]) -> list[str]:
+    """The user's code the rows ran (`sweeper.code.*` tags: reference@digest), and a warning where rows of one
+    table ran different versions of the same file."""
+    versions: dict[str, dict[str, set[str]]] = {}  # reference -> digest -> row names
+    for row_tags, row in zip(tags, names):
+        for run_tags in row_tags:
+            for key, value in run_tags.items():
+                if key.startswith(Tag.CODE):
+                    reference, _, digest = value.rpartition("@")
+                    versions.setdefault(reference, {}).setdefault(digest, set()).add(row)
+    notes = []
+    for reference, digests in sorted(versions.items()):
+        if len(digests) == 1:
+            notes.append(f"Code: {reference} (sha256 {next(iter(digests))}).")
+            continue
+        seen = "; ".join(f"{d}: {', '.join(sorted(rows))}" for d, rows in sorted(digests.items()))
+        notes.append(
+            f"Mixed code: rows ran different versions of {reference} ({seen}); cell ids do not include the file's "
+            "content, so delete the older runs to retrain them with the current file."
+        )
     return notes
 
 

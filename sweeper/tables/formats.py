@@ -8,15 +8,16 @@ import html
 import io
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sweeper.catalogue import TABLE_FORMATS
 from sweeper.errors import UserError
-from sweeper.schema.spec import Column, Metric
+from sweeper.schema.table import Column, Metric
 from sweeper.tables.reported import scale, signed
 from sweeper.tables.table import Table, Value
 
-FORMATS = ("markdown", "csv", "latex", "html")
 DAGGER = "†"
 
 
@@ -141,10 +142,9 @@ def marked_cells(table: Table) -> list[list[tuple[str, bool]]]:
 
 def render(table: Table, fmt: str = "markdown") -> str:
     """The table as markdown (with notes), csv (cells only), latex (booktabs) or html."""
-    renderers = {"markdown": _markdown, "csv": _csv, "latex": _latex, "html": _html}
-    if fmt not in renderers:
-        raise UserError(f"unknown table format '{fmt}'; use one of: {', '.join(FORMATS)}.")
-    return renderers[fmt](table)
+    if fmt not in RENDERERS:
+        raise UserError(TABLE_FORMATS.unknown(fmt))
+    return RENDERERS[fmt](table)
 
 
 def _markdown(table: Table) -> str:
@@ -275,3 +275,7 @@ def check(table: Table, path: Path) -> tuple[bool, str]:
         return True, ""
     diff = difflib.unified_diff(found, want, fromfile=str(path), tofile=f"runs of {table.name}", lineterm="")
     return False, "\n".join(diff) + "\n"
+
+
+# catalogue.TABLE_FORMATS, each by its renderer (tests/test_catalogue.py holds the two to each other)
+RENDERERS: dict[str, Callable[[Table], str]] = {"markdown": _markdown, "csv": _csv, "latex": _latex, "html": _html}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from sweeper.schema.spec import Metric
+from sweeper.schema.table import Metric
 from sweeper.tables.table import Table, Value
 
 SCALE = {"percent": 100.0}  # a metric's printed units: the table shows percent as 0-100

@@ -9,7 +9,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from sweeper.schema.spec import Metric
+from sweeper.schema.table import Metric
 
 # Severity order of a row's cell states, for the one word shown when no seed has a value.
 STATES = ("running", "failed", "pruned", "interrupted", "n/a", "missing")

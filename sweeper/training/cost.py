@@ -4,7 +4,7 @@ Models are built on the meta device (shapes only, no memory, no init time) and o
 pushed through torch's FlopCounterMode, which counts convolutions and matmuls (2 FLOPs per
 multiply-add); elementwise ops, BatchNorm and the data path are left out. A training image costs
 3x its forward pass (forward, then backward for inputs and weights). Hours are those FLOPs at an
-assumed sustained rate, plus per-image augmentation on the host and a fixed cost per cell: estimates
+assumed sustained rate, plus (on CPUs) the batched augmentation and a fixed cost per cell: estimates
 to plan with, not predictions to the minute.
 
 torch is imported inside the functions: `sweeper.spec` and `sweeper.cost`'s callers stay light.
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from sweeper.catalogue import AUGMENTS
 from sweeper.errors import UserError
 from sweeper.models import count_params
 from sweeper.schema.config import TrainConfig
@@ -36,10 +37,6 @@ GPU_TFLOPS = 25.0
 # ~580 GFLOP/s for the Table 2 ResNet (313 images/s), ~530 for fast_net, ~190 for the small
 # baseline CNN (benchmarks/throughput.py); DenseNets, memory-bound, run below it. A middle value:
 CPU_GFLOPS = 300.0
-# `autoaugment` and `strong` transform each image on the host CPU, one at a time, in the training
-# loop: milliseconds per image, measured here with one thread (sweeper.augment); on a GPU this
-# can take longer than the network itself. `none` and `weak` are batched tensor ops: negligible.
-AUGMENT_SECONDS = {"none": 0.0, "weak": 0.0, "translate": 0.0, "autoaugment": 0.45e-3, "strong": 0.95e-3}
 # Fixed cost of a cell besides its FLOPs: building the network, the MLflow run, its figures and
 # the exported model. Measured here, idle: 5-10 s a cell (12 tiny ResNet/DenseNet cells in 128 s).
 GPU_CELL_SECONDS = 10.0
@@ -103,16 +100,18 @@ class SweepCost:
     cells: int
     train_images: int  # images trained on, summed over cells and epochs
     flops: float
-    augment_seconds: float = 0.0  # host CPU time of per-image augmentation, on top of the FLOPs
+    augment_seconds: float = 0.0  # CPU time of the batched augmentation (on a GPU it is device work: a rounding error)
     epochs: tuple[int, ...] = ()  # the distinct epoch counts of its cells
     bound: bool = False  # an upper bound (a search before pruning), not an estimate of all cells
 
     def gpu_hours(self, tflops: float = GPU_TFLOPS, cell_seconds: float = GPU_CELL_SECONDS) -> float:
-        """Hours on one GPU at `tflops` sustained, plus the host's augmentation and per-cell work."""
-        return (self.flops / (tflops * 1e12) + self.augment_seconds + self.cells * cell_seconds) / 3600
+        """Hours on one GPU at `tflops` sustained, plus per-cell work; augmentation runs batched on the GPU
+        beside the network (a few hundred elementwise operations per pixel against millions of FLOPs per
+        image), not serially on the host as it once did."""
+        return (self.flops / (tflops * 1e12) + self.cells * cell_seconds) / 3600
 
     def cpu_hours(self, gflops: float = CPU_GFLOPS, cell_seconds: float = CPU_CELL_SECONDS) -> float:
-        """Hours on this machine's CPU at `gflops` sustained, plus augmentation and per-cell work."""
+        """Hours on this machine's CPU at `gflops` sustained, plus the batched augmentation and per-cell work."""
         return (self.flops / (gflops * 1e9) + self.augment_seconds + self.cells * cell_seconds) / 3600
 
 
@@ -150,8 +149,8 @@ def cell_flops(config: TrainConfig) -> float:
 
 
 def augment_seconds(config: TrainConfig) -> float:
-    """Host CPU seconds one run spends on per-image augmentation."""
-    return config.epochs * images_per_epoch(config) * AUGMENT_SECONDS[config.data.augment]
+    """CPU seconds one run spends on its batched augmentation (catalogue.AUGMENTS' measured cost per image)."""
+    return config.epochs * images_per_epoch(config) * AUGMENTS.get(config.data.augment).cpu_us * 1e-6
 
 
 def sweep_cost(spec: Spec, profile: str | None = None) -> SweepCost:

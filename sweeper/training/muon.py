@@ -9,8 +9,10 @@ The record also rescales each weight to Frobenius norm sqrt(out) before its step
 applies Muon to feeds a BatchNorm, so the scale carries no meaning; fixing it makes `lr` the
 relative size of each step and takes the place of weight decay for these weights.
 
-Muon is for matrices only: biases, BatchNorm parameters (and, in the record, the linear head) go
-to another optimizer. `split_params` makes the record's split.
+Muon is for matrices only: biases, BatchNorm parameters (and, in the record, the linear head) take
+plain momentum SGD. Both live in this one optimizer, told apart by each group's `use_muon`, so a
+training loop, a schedule and a checkpoint see one optimizer (as the record's successors do).
+`split_params` makes the record's split.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class Muon(torch.optim.Optimizer):
         ns_steps: int = 3,
         renormalize: bool = True,
         precision: str = "bf16",
+        weight_decay: float = 0.0,
+        use_muon: bool = True,
     ) -> None:
         if lr < 0.0:
             raise ValueError(f"Muon: lr must be >= 0, got {lr}")
@@ -82,18 +86,30 @@ class Muon(torch.optim.Optimizer):
         if precision not in NS_DTYPES:
             raise ValueError(f"Muon: precision must be one of {', '.join(NS_DTYPES)}, got {precision!r}")
         defaults = dict(
-            lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, renormalize=renormalize, precision=precision
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            renormalize=renormalize,
+            precision=precision,
+            weight_decay=weight_decay,  # SGD groups only: renormalisation fixes the Muon weights' scale
+            use_muon=use_muon,
         )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group after checking that every parameter is a matrix or a filter bank."""
+        """Add a group; a Muon group (use_muon, the default) must hold matrices or filter banks only."""
         params = param_group["params"]
+        if not param_group.get("use_muon", self.defaults["use_muon"]):
+            super().add_param_group(param_group)
+            return
+        if param_group.get("weight_decay", self.defaults["weight_decay"]):
+            raise ValueError("Muon renormalises its weights, so weight decay has no effect on a Muon group")
         for p in [params] if isinstance(params, Tensor) else params:
             if p.ndim < 2:
                 raise ValueError(
                     f"Muon orthogonalises matrices, but got a {p.ndim}-D parameter of shape {tuple(p.shape)}; "
-                    "put biases, BatchNorm parameters and other 1-D parameters in another optimizer (e.g. SGD)."
+                    "put biases, BatchNorm parameters and other 1-D parameters in a group with use_muon=False (SGD)."
                 )
         super().add_param_group(param_group)
 
@@ -116,6 +132,10 @@ class Muon(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
+                    continue
+                if not group["use_muon"]:  # torch.optim.SGD's step: coupled weight decay, then momentum
+                    grad = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad
+                    p.add_(self._direction(p, grad, group), alpha=-group["lr"])
                     continue
                 direction = self._direction(p, p.grad, group)
                 if group["renormalize"]:

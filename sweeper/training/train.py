@@ -13,6 +13,7 @@ precision.py, and the optimizer, schedule, loss and weight average in recipe.py.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -23,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweeper.catalogue import SCHEDULES
 from sweeper.models import count_params, create_model
 from sweeper.schema.config import TrainConfig
 from sweeper.settings import get_settings
-from sweeper.training.augment import PER_IMAGE, augment_batch, default_workers, normalize, planned_batches
+from sweeper.training.augment import apply, draw_plan, normalize
 from sweeper.training.data import CifarData, Split
 from sweeper.training.device import (
     THREAD_SAMPLE_S,
@@ -130,37 +132,27 @@ def fit_to_data(model: nn.Module, images: torch.Tensor, cfg: TrainConfig) -> Non
 
 def epoch_batches(
     cfg: TrainConfig,
-    data: CifarData,
     images: torch.Tensor,
     labels: torch.Tensor,
     generator: torch.Generator,
     steps: int,
     fmt: torch.memory_format,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of (normalised augmented images, labels) in a seeded random order, on the labels' device.
+    """One epoch of (normalised augmented images, labels) in a seeded random order, on the images' device.
 
-    weak/none augment each batch on the device as it is taken. Per-image presets draw one seed per
-    batch here, up front and in order, and worker processes prepare the batches from (indices,
-    seed) while the model trains: the same seed gives the same batches with or without workers.
+    The epoch's order and every sample's augmentation are drawn up front on the CPU from the run's
+    generator (so they depend on the seed, not on the device) and reach the device in one copy
+    each; a step then slices them: no host-device sync, the GPU never waits for the host.
     """
-    device, bs = labels.device, cfg.data.batch_size
-    order = torch.randperm(len(labels), generator=generator).to(device)
-    index = [order[k * bs : (k + 1) * bs] for k in range(steps)]
-    if cfg.data.augment in PER_IMAGE:
-        seeds = torch.randint(2**62, (steps,), generator=generator).tolist()
-        plan = [(i.cpu(), seed) for i, seed in zip(index, seeds)]
-        batches = planned_batches(
-            data.train.images, cfg.data.augment, plan, workers=default_workers(), pin=device.type == "cuda"
-        )
-    else:
-        batches = (augment_batch(images[i], cfg.data.augment, generator) for i in index)
-    for i, x in zip(index, batches):
-        yield (
-            normalize(x.to(device, non_blocking=non_blocking(device)), cfg.data.normalize).contiguous(
-                memory_format=fmt
-            ),
-            labels[i],
-        )
+    device, bs, n = labels.device, cfg.data.batch_size, len(labels)
+    used = steps * bs if n >= bs else n
+    order = torch.randperm(n, generator=generator)[:used]
+    plan = draw_plan(cfg.data.augment, used, generator, batch_size=bs).to(device)
+    order = order.to(device, non_blocking=non_blocking(device))
+    for start in range(0, used, bs):
+        i = order[start : start + bs]
+        x = apply(images[i], plan, start, start + len(i))
+        yield normalize(x, cfg.data.normalize).contiguous(memory_format=fmt), labels[i]
 
 
 # --- setup, resume and finish: the named steps around the loop -------------------------------
@@ -282,7 +274,44 @@ def finish(
     return TrainResult(history, summary, evaluated, progress.best_state, precision)
 
 
-# --- the loop -------------------------------------------------------------------------------
+# --- one step and the loop ------------------------------------------------------------------
+
+
+def train_step(
+    parts: Parts,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    precision: str,
+    per_batch_schedule: bool,
+    on_step: Callable[[torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, backward, optimizer (and per-batch schedule, EMA) on one batch; (loss, logits), detached.
+
+    Nothing here reads a value back to the host, so a GPU runs ahead of Python (benchmarks/gpu_check.py
+    counts the syncs); fp16's gradient scaler is the exception: it checks for infs every step.
+    """
+    with autocast(device, precision):
+        logits = parts.net(x)
+    loss = parts.criterion(logits, y, parts.model)
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss).backward()
+    if on_step is not None:  # gradients in place, before the optimizer moves the weights
+        on_step(loss.detach())
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    if per_batch_schedule:
+        parts.scheduler.step()
+    if parts.ema is not None:
+        parts.ema.update(parts.model)
+    return loss.detach(), logits.detach()
+
+
+def _probe(
+    on_step: OnStep, at: int, epoch: int, x: torch.Tensor, y: torch.Tensor, parts: Parts, cast: Callable[[], Any],
+    loss: torch.Tensor,
+) -> None:  # fmt: skip
+    on_step(Step(at, epoch, loss, x, y, parts.model, parts.optimizer, parts.criterion, cast))
 
 
 def train(
@@ -320,8 +349,8 @@ def _train(
     n, bs = len(train_y), cfg.data.batch_size
     steps = n // bs if n >= bs else 1  # drop the ragged last batch: BatchNorm dislikes a batch of 1
     parts = setup(cfg, train_x, device, precision, steps)
-    model, optimizer, scheduler, scaler, ema = parts.model, parts.optimizer, parts.scheduler, parts.scaler, parts.ema
-    per_batch_schedule = cfg.scheduler.name == "onecycle"
+    model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
+    per_batch_schedule = SCHEDULES.get(cfg.scheduler.name).per_batch
     if resume is not None:
         progress = resume_from(resume, parts, generator, device)
     else:
@@ -336,29 +365,15 @@ def _train(
         tick = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        for step, (x, y) in enumerate(epoch_batches(cfg, data, train_x, train_y, generator, steps, fmt)):
-            with autocast(device, precision):
-                logits = parts.net(x)
-            loss = parts.criterion(logits, y, model)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if on_step is not None:
-                global_step = (epoch - 1) * steps + step + 1
-                on_step(
-                    Step(
-                        global_step, epoch, loss.detach(), x, y, model, optimizer, parts.criterion,
-                        lambda: autocast(device, precision),
-                    )
-                )  # fmt: skip
-            scaler.step(optimizer)
-            scaler.update()
-            if per_batch_schedule:
-                scheduler.step()
-            if ema is not None:
-                ema.update(model)
+        for step, (x, y) in enumerate(epoch_batches(cfg, train_x, train_y, generator, steps, fmt)):
+            hook = None
+            if on_step is not None:  # the probes' view of this step, once its gradients are in place
+                at = (epoch - 1) * steps + step + 1
+                hook = functools.partial(_probe, on_step, at, epoch, x, y, parts, lambda: autocast(device, precision))
+            loss, logits = train_step(parts, x, y, device, precision, per_batch_schedule, hook)
             # Accumulate on the device: a .item() per step would sync a GPU every batch.
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
+            loss_sum += loss * len(y)
+            correct += (logits.argmax(1) == y).sum()
         seen = steps * min(bs, n)
         train_time = time.perf_counter() - tick
         val = evaluate(parts.eval_net, data.val, cfg, device, precision)
