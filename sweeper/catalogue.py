@@ -231,14 +231,14 @@ AUGMENTS: Kind[AugmentInfo] = Kind(
     (  # fmt: skip
         # cpu_us: benchmarks/augment_speed.py, one thread of a 2-core AMD EPYC (AVX-512), batch 256
         AugmentInfo("none", "the images as they are"),
-        AugmentInfo("weak", "random 32x32 crop of the image padded by 4 zero pixels, random horizontal flip",
-                    cpu_us=3.5),
-        AugmentInfo("translate", "random shift of at most 2 pixels (zero padding), random horizontal flip",
-                    cpu_us=3.4),
-        AugmentInfo("autoaugment", "weak, then torchvision's AutoAugment CIFAR-10 policy, per sample",
-                    cpu_us=15.1),
-        AugmentInfo("strong", "weak, then colour jitter 0.2, rotation 15 deg + shift 10%, random erasing p=0.25",
-                    cpu_us=35.3),
+        AugmentInfo(
+            "weak", "random 32x32 crop of the image padded by 4 zero pixels, random horizontal flip", cpu_us=3.5
+        ),
+        AugmentInfo("translate", "random shift of at most 2 pixels (zero padding), random horizontal flip", cpu_us=3.4),
+        AugmentInfo("autoaugment", "weak, then torchvision's AutoAugment CIFAR-10 policy, per sample", cpu_us=15.1),
+        AugmentInfo(
+            "strong", "weak, then colour jitter 0.2, rotation 15 deg + shift 10%, random erasing p=0.25", cpu_us=35.3
+        ),
     ),
 )
 

@@ -59,7 +59,9 @@ def test_a_steps_batch_is_made_on_the_training_device_without_reading_back(prese
 
 def test_ema_and_penalty_match_the_per_tensor_loops_they_replace():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)
+    )
     ema = WeightAverage(model, 0.9)
     reference = copy.deepcopy(model)
     for step in range(1, 4):
