@@ -41,10 +41,11 @@ from sweeper.runs import checkpoints  # noqa: E402
 from sweeper.schema.config import TrainConfig, merge, unflatten  # noqa: E402
 from sweeper.schema.spec import expand, load_spec  # noqa: E402
 from sweeper.training.augment import normalize  # noqa: E402
+from sweeper.training.batches import epoch_batches  # noqa: E402
 from sweeper.training.data import CifarData, make_splits, synthetic  # noqa: E402
 from sweeper.training.device import input_format, pick_device  # noqa: E402
 from sweeper.training.precision import NATIVE_BF16_CAPABILITY, device_precisions, pick_precision  # noqa: E402
-from sweeper.training.train import epoch_batches, resume_from, setup, train, train_step  # noqa: E402
+from sweeper.training.train import resume_from, setup, train, train_step  # noqa: E402
 
 DROPOUT_CELL = {
     "model": {"name": "baseline_cnn", "dropout": 0.25, "fc_dropout": 0.5},  # dropout draws from the device RNG

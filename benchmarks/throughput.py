@@ -50,8 +50,8 @@ from sweeper.models import create_model
 from sweeper.schema.config import TrainConfig
 from sweeper.training.data import CifarData, Split, load_cached, synthetic
 from sweeper.training.device import input_format, pick_device, to_device
+from sweeper.training.optim import build_optimizer
 from sweeper.training.precision import autocast, pick_precision
-from sweeper.training.recipe import build_optimizer
 from sweeper.training.train import build_model, train
 
 BATCH = 128

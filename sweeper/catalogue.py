@@ -32,11 +32,16 @@ class Choice:
     uses: frozenset[str] = frozenset()  # settings of its block it reads; others at non-defaults have no effect
 
 
+DEFAULT_GROUPS = ("filters", "matrices", "vectors")  # parameters by shape: ndim > 2, == 2, < 2
+
+
 @dataclass(frozen=True)
 class ModelInfo(Choice):
-    """A network: `family` is the schema block that holds its settings."""
+    """A network: `family` is the schema block that holds its settings; `groups` name its parameter groups
+    (`optimizer.groups`; the model's param_groups(), else by shape)."""
 
     family: str = ""
+    groups: tuple[str, ...] = DEFAULT_GROUPS
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,12 @@ class OptimizerInfo(Choice):
 
 @dataclass(frozen=True)
 class ScheduleInfo(Choice):
-    """A learning-rate schedule; `per_batch` ones step every batch, the rest every epoch."""
+    """A learning-rate schedule; `per_batch` ones step every batch, the rest every epoch. A `factor` schedule's
+    target gives the lr multiplier per step, so a parameter group may follow it over fewer epochs
+    (`optimizer.groups.NAME.train_epochs`); the others' targets build a torch scheduler."""
 
     per_batch: bool = False
+    factor: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,8 @@ MODELS: Kind[ModelInfo] = Kind(
         ModelInfo("vgg_a", "VGG-A (Simonyan & Zisserman's configuration A), with or without BatchNorm",
                   "sweeper.models.vgg:vgg_a", family="vgg"),
         ModelInfo("fast_net", "the `fast` recipe's network: patch-whitening stem, three conv-pool-BN blocks",
-                  "sweeper.models.fast:fast_net", family="fast_net"),
+                  "sweeper.models.fast:fast_net", family="fast_net",
+                  groups=("filters", "head", "norm_biases", "whiten_bias")),
     ),
     plugins=True,
 )  # fmt: skip
@@ -214,14 +223,14 @@ SCHEDULES: Kind[ScheduleInfo] = Kind(
     "learning-rate schedule",
     "scheduler.name",
     (
-        ScheduleInfo("none", "a constant learning rate", "sweeper.training.recipe:constant"),
-        ScheduleInfo("step", "multiply the lr by gamma every step_size epochs", "sweeper.training.recipe:step"),
+        ScheduleInfo("none", "a constant learning rate", "sweeper.training.optim:constant", factor=True),
+        ScheduleInfo("step", "multiply the lr by gamma every step_size epochs", "sweeper.training.optim:step"),
         ScheduleInfo("cosine", "cosine annealing over all epochs, optional linear warm-up",
-                     "sweeper.training.recipe:cosine"),
+                     "sweeper.training.optim:cosine", factor=True),
         ScheduleInfo("plateau", "halve (factor) the lr when validation accuracy stalls for patience epochs",
-                     "sweeper.training.recipe:plateau"),
+                     "sweeper.training.optim:plateau"),
         ScheduleInfo("onecycle", "per batch: linear warm-up to lr, then linear decay to end_factor * lr",
-                     "sweeper.training.recipe:onecycle", per_batch=True),
+                     "sweeper.training.optim:onecycle", per_batch=True, factor=True),
     ),
 )  # fmt: skip
 
@@ -239,6 +248,12 @@ AUGMENTS: Kind[AugmentInfo] = Kind(
         AugmentInfo(
             "strong", "weak, then colour jitter 0.2, rotation 15 deg + shift 10%, random erasing p=0.25", cpu_us=35.3
         ),
+        AugmentInfo(
+            "altflip",
+            "translate's shifts; flips alternate: a random half of the images mirrored in the first epoch, every "
+            "image the other way the next (each seen both ways in any two epochs)",
+            cpu_us=3.4,
+        ),
     ),
 )
 
@@ -249,6 +264,8 @@ NORMALIZATIONS: Kind[NormalizeInfo] = Kind(
         NormalizeInfo("half", "pixels to [-1, 1]", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         NormalizeInfo("cifar10", "CIFAR-10's channel means and the std values most CIFAR code copies",
                       mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010)),
+        NormalizeInfo("cifar10_std", "CIFAR-10's channel means and its true standard deviations",
+                      mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
     ),
 )  # fmt: skip
 

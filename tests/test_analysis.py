@@ -106,7 +106,8 @@ def _same(a: dict, b: dict) -> None:
 
 
 def test_the_probe_hook_leaves_weights_buffers_optimizer_and_rng_bit_identical():
-    from sweeper.training.train import build_model, build_optimizer
+    from sweeper.training.optim import build_optimizer
+    from sweeper.training.train import build_model
 
     cfg = _bn_config()
     torch.manual_seed(0)

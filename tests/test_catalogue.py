@@ -16,7 +16,7 @@ from sweeper.schema.search import PRUNER_BLOCKS
 from sweeper.sweep import study
 from sweeper.tables.formats import RENDERERS
 from sweeper.training.data import make_splits
-from sweeper.training.recipe import build_optimizer
+from sweeper.training.optim import build_optimizer
 from sweeper.training.train import train
 
 

@@ -17,8 +17,11 @@ from sweeper.models import create_model
 from sweeper.models.fast import PatchWhitening, _conv
 from sweeper.schema.config import TrainConfig, merge, unflatten
 from sweeper.training import train as T
+from sweeper.training.augment import normalize
 from sweeper.training.data import Split, make_splits
-from sweeper.training.device import free_cores
+from sweeper.training.device import apply_threads, free_cores, input_format, to_device
+from sweeper.training.evaluate import evaluate
+from sweeper.training.optim import build_optimizer, build_scheduler
 
 BASE = {
     "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
@@ -98,7 +101,7 @@ def test_tta_averages_the_logits_of_each_image_and_its_mirror():
     config = cfg(**{"data.eval_batch_size": 7, "data.normalize": "half"})
     x = images.float() / 127.5 - 1
     for tta, logits in ((False, model(x)), (True, (model(x) + model(x.flip(-1))) / 2)):
-        got = T.evaluate(model, split, cfg(**{**config.model_dump(), "tta": tta}), torch.device("cpu"), "fp32")
+        got = evaluate(model, split, cfg(**{**config.model_dump(), "tta": tta}), torch.device("cpu"), "fp32")
         assert got["loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
         assert got["acc"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
 
@@ -111,8 +114,8 @@ def test_onecycle_ramps_up_then_down_every_step():
             "optimizer.lr": 1.0,
         }
     )
-    opt = T.build_optimizer(config, torch.nn.Linear(2, 2))
-    sched = T.build_scheduler(config, opt, steps_per_epoch=4)  # 8 steps, 2 of warm-up
+    opt = build_optimizer(config, torch.nn.Linear(2, 2))
+    sched = build_scheduler(config, opt, steps_per_epoch=4)  # 8 steps, 2 of warm-up
     lrs = []
     for _ in range(8):
         lrs.append(opt.param_groups[0]["lr"])
@@ -144,7 +147,7 @@ def test_trainer_fits_the_whitening_and_fast_recipe_resumes_exactly(small):
     config = cfg(FAST, **{"data": BASE["data"], "epochs": 2, "precision": "fp32"})
     full = T.train(config, data, device="cpu")
     model = create_model("fast_net", activation="gelu", widths=[8, 16, 16])
-    model.fit_data(T.normalize(data.train.images[: T.FIT_SAMPLE], "half"))
+    model.fit_data(normalize(data.train.images[: T.FIT_SAMPLE], "half"))
     assert torch.allclose(full.model.whiten.conv.weight, model.whiten.conv.weight), "fitted before epoch 1, frozen"
     assert full.summary["params"] < sum(p.numel() for p in model.parameters()), "frozen filters are not trained"
     saved = {}
@@ -162,13 +165,13 @@ def test_trainer_fits_the_whitening_and_fast_recipe_resumes_exactly(small):
 
 
 def test_cpu_runs_the_first_conv_nchw_and_the_rest_channels_last():
-    model = T.to_device(create_model("baseline_cnn"), cfg(), torch.device("cpu"))
+    model = to_device(create_model("baseline_cnn"), cfg(), torch.device("cpu"))
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs[0].weight.is_contiguous()
     assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs[1:])
-    assert T.input_format(cfg(), torch.device("cpu")) == torch.contiguous_format
-    assert T.input_format(cfg(), torch.device("cuda")) == torch.channels_last
-    assert T.input_format(cfg(channels_last=False), torch.device("cuda")) == torch.contiguous_format
+    assert input_format(cfg(), torch.device("cpu")) == torch.contiguous_format
+    assert input_format(cfg(), torch.device("cuda")) == torch.channels_last
+    assert input_format(cfg(channels_last=False), torch.device("cuda")) == torch.contiguous_format
 
 
 NARROW_DOWNSAMPLE = """
@@ -201,19 +204,19 @@ def test_auto_threads_leave_the_cores_other_processes_use(monkeypatch):
     cpu = torch.device("cpu")
     before = torch.get_num_threads()
     try:
-        assert T.apply_threads("1", cpu) == 1 and torch.get_num_threads() == 1
+        assert apply_threads("1", cpu) == 1 and torch.get_num_threads() == 1
         hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(cores)]
         try:
             time.sleep(0.5)  # let them get going
             busy = free_cores(0.5)
             assert busy is not None and busy < 0.75, f"{cores} spinning processes left {busy} cores free"
-            assert T.apply_threads("auto", cpu) == 1  # never below one thread
+            assert apply_threads("auto", cpu) == 1  # never below one thread
         finally:
             for hog in hogs:
                 hog.kill()
                 hog.wait()
         # our own work is not "another process": a busy loop here must not read as a busy machine
-        assert T.apply_threads("auto", cpu) >= 1
-        assert T.apply_threads("auto", torch.device("meta")) == torch.get_num_threads()  # not a CPU: untouched
+        assert apply_threads("auto", cpu) >= 1
+        assert apply_threads("auto", torch.device("meta")) == torch.get_num_threads()  # not a CPU: untouched
     finally:
         torch.set_num_threads(before)

@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sweeper.schema.config import TrainConfig, merge, unflatten
+from sweeper.training.batches import epoch_batches
 from sweeper.training.recipe import WeightAverage, loss_fn
-from sweeper.training.train import epoch_batches
 
 BASE = {
     "model": {"name": "plain_cnn", "stem": 8, "widths": [16], "hidden": 16},

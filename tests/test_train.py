@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from sweeper.schema.config import TrainConfig
 from sweeper.training import train as T
 from sweeper.training.data import make_splits
+from sweeper.training.optim import build_optimizer, build_scheduler
+from sweeper.training.recipe import loss_fn
 
 BASE = {
     "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
@@ -35,9 +37,9 @@ def data(synthetic_data):
 def test_focal_with_gamma_zero_is_cross_entropy():
     logits, target = torch.randn(32, 10), torch.randint(0, 10, (32,))
     model = torch.nn.Linear(1, 1)
-    focal = T.loss_fn(cfg(**{"loss.name": "focal", "loss.gamma": 0.0}))(logits, target, model)
+    focal = loss_fn(cfg(**{"loss.name": "focal", "loss.gamma": 0.0}))(logits, target, model)
     assert torch.allclose(focal, F.cross_entropy(logits, target))
-    sharper = T.loss_fn(cfg(**{"loss.name": "focal", "loss.gamma": 2.0}))(logits, target, model)
+    sharper = loss_fn(cfg(**{"loss.name": "focal", "loss.gamma": 2.0}))(logits, target, model)
     assert sharper < focal, "focusing down-weights every example"
 
 
@@ -46,11 +48,11 @@ def test_label_smoothing_and_penalties():
     model = torch.nn.Linear(3, 2)
     with torch.no_grad():
         model.weight.fill_(0.5)
-    smooth = T.loss_fn(cfg(**{"loss.label_smoothing": 0.1}))(logits, target, model)
+    smooth = loss_fn(cfg(**{"loss.label_smoothing": 0.1}))(logits, target, model)
     assert torch.allclose(smooth, F.cross_entropy(logits, target, label_smoothing=0.1))
     ce = F.cross_entropy(logits, target)
-    l1 = T.loss_fn(cfg(**{"loss.penalty": "l1", "loss.penalty_weight": 0.01}))(logits, target, model)
-    l2 = T.loss_fn(cfg(**{"loss.penalty": "l2", "loss.penalty_weight": 0.01}))(logits, target, model)
+    l1 = loss_fn(cfg(**{"loss.penalty": "l1", "loss.penalty_weight": 0.01}))(logits, target, model)
+    l2 = loss_fn(cfg(**{"loss.penalty": "l2", "loss.penalty_weight": 0.01}))(logits, target, model)
     assert torch.allclose(l1, ce + 0.01 * 6 * 0.5), "L1 sums |w| over weight matrices, not biases"
     assert torch.allclose(l2, ce + 0.01 * 6 * 0.25)
 
@@ -65,15 +67,15 @@ def test_label_smoothing_and_penalties():
     ],
 )
 def test_optimizers(name, cls):
-    opt = T.build_optimizer(cfg(**{"optimizer.name": name, "optimizer.weight_decay": 5e-4}), torch.nn.Linear(2, 2))
+    opt = build_optimizer(cfg(**{"optimizer.name": name, "optimizer.weight_decay": 5e-4}), torch.nn.Linear(2, 2))
     assert isinstance(opt, cls) and opt.defaults["weight_decay"] == 5e-4
-    nesterov = T.build_optimizer(cfg(**{"optimizer.name": "sgd", "optimizer.nesterov": True}), torch.nn.Linear(2, 2))
+    nesterov = build_optimizer(cfg(**{"optimizer.name": "sgd", "optimizer.nesterov": True}), torch.nn.Linear(2, 2))
     assert nesterov.defaults["nesterov"] and nesterov.defaults["momentum"] == 0.9
 
 
 def lrs(config: TrainConfig, metric=lambda epoch: 0.5) -> list[float]:
-    opt = T.build_optimizer(config, torch.nn.Linear(2, 2))
-    sched = T.build_scheduler(config, opt)
+    opt = build_optimizer(config, torch.nn.Linear(2, 2))
+    sched = build_scheduler(config, opt)
     out = []
     for epoch in range(config.epochs):
         out.append(opt.param_groups[0]["lr"])

@@ -109,6 +109,17 @@ class FastNet(Strict):
 
     name: literal(MODELS, "fast_net")  # type: ignore[valid-type]
     widths: list[Width] = Field(default=[64, 256, 256], min_length=1, max_length=4)
+    whitening: Literal["centred", "uncentred"] = Field(
+        "centred",
+        description="patch covariance and zero-mean outputs, or (the 94% record's) the uncentred moment and a trained random bias",
+    )
+    bn_eps: float = Field(1e-5, gt=0.0, le=1.0, description="BatchNorm epsilon (the 94% record: 1e-12)")
+    head: Literal["ninth", "unit"] = Field(
+        "ninth", description="logits x 1/9 of a default head, or (the record's) a unit-std head / width"
+    )
+    bias_lr_scale: float = Field(
+        64.0, gt=0.0, description="BatchNorm biases' gradient multiplier; 1 when optimizer.groups sets their lr"
+    )
 
 
 # The settings block of each family (catalogue.MODELS names the family of every model).
@@ -152,6 +163,21 @@ class DataSpec(Strict):
     test_size: int | None = Field(None, ge=10, le=10000, description="stratified test subset; null = all")
 
 
+class GroupSpec(Strict):
+    """One parameter group's settings (the model's groups: fast_net's filters, head, norm_biases, whiten_bias;
+    any other model's filters, matrices, vectors); unset keys take the optimizer's."""
+
+    lr: float | None = Field(None, gt=0.0, le=10.0)
+    momentum: float | None = Field(None, ge=0.0, lt=1.0)
+    weight_decay: float | None = Field(None, ge=0.0, le=1.0)
+    train_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="train this group for the first N epochs only: its lr follows the schedule compressed "
+        "into them, then stays 0 (the record's whitening bias: 3)",
+    )
+
+
 class OptimizerSpec(Strict):
     """One flat block for every built-in optimizer, so that a row can switch `optimizer.name` and keep `optimizer.lr`."""
 
@@ -160,6 +186,10 @@ class OptimizerSpec(Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="optimizers with momentum (sgd, muon)")
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    groups: dict[str, GroupSpec] = Field(
+        default_factory=dict,
+        description="per parameter group: lr, momentum, weight_decay, train_epochs (muon: filters)",
+    )
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimizerSpec:
@@ -239,6 +269,9 @@ class LossSpec(Strict):
     """Cross-entropy or focal loss, optional label smoothing and an L1/L2 weight penalty."""
 
     name: literal(LOSSES) = "cross_entropy"  # type: ignore[valid-type]
+    reduction: Literal["mean", "sum"] = Field(
+        "mean", description="over the batch; sum scales gradients (and so SGD's lr) with the batch size"
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal loss only")
     penalty: name_of(PENALTIES) = "none"  # type: ignore[valid-type]
@@ -275,6 +308,24 @@ class ProbeSpec(Strict):
 class TrainConfig(Strict):
     """Everything that determines one training run; its hash identifies the cell."""
 
+    @model_validator(mode="after")
+    def _groups_exist(self) -> TrainConfig:
+        groups = getattr(self.optimizer, "groups", {})
+        if groups and self.model.name in MODELS:
+            known = MODELS.get(self.model.name).groups
+            unknown = sorted(set(groups) - set(known))
+            if unknown:
+                raise ValueError(
+                    f"optimizer.groups names {', '.join(unknown)}, but {self.model.name}'s parameter groups are {', '.join(known)}"
+                )
+        if any(g.train_epochs for g in groups.values()) and not SCHEDULES.get(self.scheduler.name).factor:
+            raise ValueError(
+                f"optimizer.groups.*.train_epochs needs a factor schedule (none, onecycle, cosine), not {self.scheduler.name}"
+            )
+        if self.tta_translate and not self.tta:
+            raise ValueError("tta_translate adds views to tta: set tta: true too")
+        return self
+
     model: ModelSpec
     activation: name_of(ACTIVATIONS) = "relu"  # type: ignore[valid-type]
     data: DataSpec = DataSpec()
@@ -289,6 +340,10 @@ class TrainConfig(Strict):
     compile: bool = Field(False, description="torch.compile the model; pays off on GPUs and long runs")
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="per-step EMA of the weights, evaluated instead; 0 = off")
     tta: bool = Field(False, description="evaluate on each image and its mirror, averaging the logits")
+    tta_translate: bool = Field(
+        False,
+        description="with tta: also each image shifted one pixel both ways diagonally (6 views, the 94% record's)",
+    )
     deterministic: bool = Field(
         False, description="deterministic algorithms, no cuDNN autotuning: bit-identical reruns on one GPU, slower"
     )

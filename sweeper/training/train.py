@@ -16,29 +16,30 @@ import copy
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sweeper.catalogue import SCHEDULES
 from sweeper.models import count_params, create_model
 from sweeper.schema.config import TrainConfig
 from sweeper.settings import get_settings
-from sweeper.training.augment import apply, draw_plan, normalize
-from sweeper.training.data import CifarData, Split
+from sweeper.training.augment import normalize
+from sweeper.training.batches import epoch_batches
+from sweeper.training.data import CifarData
 from sweeper.training.device import (
     THREAD_SAMPLE_S,
     apply_threads,
     input_format,
     match_param_layouts,
-    non_blocking,
     pick_device,
     to_device,
 )
+from sweeper.training.evaluate import evaluate
+from sweeper.training.optim import build_optimizer, build_scheduler
 from sweeper.training.precision import (
     autocast,
     device_rng_state,
@@ -47,7 +48,7 @@ from sweeper.training.precision import (
     resolve_for,
     set_device_rng_state,
 )
-from sweeper.training.recipe import WeightAverage, build_optimizer, build_scheduler, loss_fn
+from sweeper.training.recipe import WeightAverage, loss_fn
 from sweeper.training.state import Best, LoopState
 
 OnEpoch = Callable[[dict[str, float], Callable[[], LoopState]], None]
@@ -92,31 +93,6 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return create_model(cfg.model.name, activation=cfg.activation, num_classes=10, **kwargs)
 
 
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module, split: Split, cfg: TrainConfig, device: torch.device, precision: str
-) -> dict[str, float]:
-    """{"loss": mean cross-entropy, "acc": accuracy} of a split, in eval mode, in large batches; `tta` adds each mirror image."""
-    if len(split.labels) == 0:
-        return {"loss": math.nan, "acc": math.nan}
-    model.eval()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    fmt, copy_async = input_format(cfg, device), non_blocking(device)
-    for start in range(0, len(split.labels), cfg.data.eval_batch_size):
-        x = split.images[start : start + cfg.data.eval_batch_size].to(device, non_blocking=copy_async)
-        y = split.labels[start : start + cfg.data.eval_batch_size].to(device, non_blocking=copy_async)
-        x = normalize(x, cfg.data.normalize).contiguous(memory_format=fmt)
-        with autocast(device, precision):
-            logits = model(x).float()
-            if cfg.tta:  # a mirrored image is as likely as the original: average both predictions
-                logits = (logits + model(x.flip(-1).contiguous(memory_format=fmt)).float()) / 2
-        total_loss += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-    n = len(split.labels)
-    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
-
-
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNGs (init, dropout; every device's) and return the generator for data order and augmentation."""
     torch.manual_seed(seed)
@@ -128,31 +104,6 @@ def fit_to_data(model: nn.Module, images: torch.Tensor, cfg: TrainConfig) -> Non
     fit = getattr(model, "fit_data", None)
     if fit is not None:
         fit(normalize(images[:FIT_SAMPLE], cfg.data.normalize))
-
-
-def epoch_batches(
-    cfg: TrainConfig,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    generator: torch.Generator,
-    steps: int,
-    fmt: torch.memory_format,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of (normalised augmented images, labels) in a seeded random order, on the images' device.
-
-    The epoch's order and every sample's augmentation are drawn up front on the CPU from the run's
-    generator (so they depend on the seed, not on the device) and reach the device in one copy
-    each; a step then slices them: no host-device sync, the GPU never waits for the host.
-    """
-    device, bs, n = labels.device, cfg.data.batch_size, len(labels)
-    used = steps * bs if n >= bs else n
-    order = torch.randperm(n, generator=generator)[:used]
-    plan = draw_plan(cfg.data.augment, used, generator, batch_size=bs).to(device)
-    order = order.to(device, non_blocking=non_blocking(device))
-    for start in range(0, used, bs):
-        i = order[start : start + bs]
-        x = apply(images[i], plan, start, start + len(i))
-        yield normalize(x, cfg.data.normalize).contiguous(memory_format=fmt), labels[i]
 
 
 # --- setup, resume and finish: the named steps around the loop -------------------------------
@@ -365,7 +316,7 @@ def _train(
         tick = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        for step, (x, y) in enumerate(epoch_batches(cfg, train_x, train_y, generator, steps, fmt)):
+        for step, (x, y) in enumerate(epoch_batches(cfg, train_x, train_y, generator, steps, fmt, epoch)):
             hook = None
             if on_step is not None:  # the probes' view of this step, once its gradients are in place
                 at = (epoch - 1) * steps + step + 1
