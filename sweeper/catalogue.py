@@ -356,6 +356,7 @@ LAUNCHERS: Kind[Choice] = Kind(
         Choice("slurm", "a SLURM job array of workers on a shared PostgreSQL study and MLflow server",
                "sweeper.sweep.slurm:SlurmLauncher"),
     ),
+    plugins=True,
 )  # fmt: skip
 
 KINDS: tuple[Kind[Any], ...] = (

@@ -10,9 +10,9 @@ from torch import nn
 
 from sweeper import catalogue as C
 from sweeper.models import REGISTERED, create_model
-from sweeper.models.targets import implementation
 from sweeper.schema.config import SCHEDULE_BLOCKS, TrainConfig, _tags
 from sweeper.schema.search import PRUNER_BLOCKS
+from sweeper.schema.targets import implementation
 from sweeper.sweep import study
 from sweeper.tables.formats import RENDERERS
 from sweeper.training.data import make_splits

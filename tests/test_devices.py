@@ -16,7 +16,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from sweeper.cli import _device_list, app
+from sweeper.cli import app
+from sweeper.cli.sweep import device_list
 from sweeper.errors import UserError
 from sweeper.sweep import workers
 from sweeper.sweep.slurm import task_device
@@ -66,7 +67,7 @@ def test_gpus_that_are_not_there_are_refused():
     with pytest.raises(UserError, match="cuda:7.*sees 2 GPU"):
         check_cuda_index(torch.device("cuda:7"), 2)
     check_cuda_index(torch.device("cuda:1"), 2)
-    assert _device_list("all") == "all" and _device_list("0, 2") == [0, 2]
+    assert device_list("all") == "all" and device_list("0, 2") == [0, 2]
 
 
 @pytest.mark.skipif(platform.system() == "Darwin", reason="MPS may exist on macOS")
@@ -119,7 +120,7 @@ def test_the_compose_worker_uses_each_gpu_once(tmp_path):
     assert worker["shm_size"], "loader workers need more than Docker's 64 MB /dev/shm"
     command = shlex.split(worker["command"]) if isinstance(worker["command"], str) else worker["command"]
     assert command[:2] == ["sweeper", "run"]
-    devices = _device_list(command[command.index("--devices") + 1])
+    devices = device_list(command[command.index("--devices") + 1])
     # what the container's `sweeper run` starts on a 4-GPU host: one worker per GPU, each its own
     plan = workers.assignments(None, devices, "auto", gpu_count=4, environ={})
     assert masks(plan) == ["0", "1", "2", "3"]

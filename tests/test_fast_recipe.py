@@ -137,3 +137,19 @@ def test_the_shipped_fast_spec_is_the_8_epoch_recipe_on_three_seeds():
     cells = expand(spec)
     assert [c.seed for c in cells] == [0, 1, 2] and all(c.config.epochs <= 8 for c in cells)
     assert cells[0].config.model.widths == [64, 256, 256] and cells[0].config.optimizer.name == "muon"
+
+
+def test_the_logged_training_loss_is_per_image_whatever_the_reduction(synthetic_data):
+    from sweeper.training.data import make_splits
+    from sweeper.training.train import train
+
+    data = make_splits(*synthetic_data, val_size=0, train_size=128, test_size=20, seed=0)
+    base = {"model": {"name": "plain_cnn", "stem": 8, "widths": [8], "hidden": 8}, "epochs": 1, "precision": "fp32"}
+    base |= {"data": {"batch_size": 32, "val_size": 0}, "optimizer": {"name": "sgd", "lr": 1e-9, "momentum": 0.0}}
+    losses = [
+        train(TrainConfig.model_validate({**base, "loss": {"reduction": r}}), data, device="cpu").history[0][
+            "train_loss"
+        ]
+        for r in ("mean", "sum")
+    ]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4) and 1.0 < losses[0] < 4.0

@@ -68,7 +68,7 @@ def test_array_of_two_workers_with_one_requeued_mid_cell(slurm, write_spec, data
     env.pop("MLFLOW_TRACKING_URI", None)
     where = ["--storage", pg_url, "--tracking-uri", mlflow_server]
     out = sweeper(
-        *["run", str(path), "--launcher", "slurm", "--workers", "2", "--time", "10", "--requeue"],
+        *["run", str(path), "--launcher", "slurm", "--workers", "2", "--opt", "time=10", "--opt", "requeue=true"],
         *[*where, "--device", "cpu", "--heartbeat", "2"],
         env=env,
     )

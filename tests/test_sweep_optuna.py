@@ -166,7 +166,9 @@ def test_a_cell_whose_run_was_deleted_is_trained_again(write_spec, store_uri, sy
     sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet)
     (first,) = cell_runs(store_uri)
     MlflowClient(store_uri).delete_run(first.info.run_id)  # e.g. deleted in the MLflow UI
-    assert sweep.status(path, tracking_uri=store_uri).count("left") == 1, "the study's COMPLETE trial is not the record"
+    assert sweep.status(path, tracking_uri=store_uri)[0].count("left") == 1, (
+        "the study's COMPLETE trial is not the record"
+    )
     report = sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet)
     (again,) = cell_runs(store_uri)
     assert report.finished == ["ReLU seed=0"] and again.info.run_id != first.info.run_id

@@ -229,6 +229,6 @@ def test_schema_lists_every_key_with_type_default_and_meaning():
     out = result.output
     assert "optimizer.momentum: float; >= 0.0, < 1.0; default 0.9  -- optimizers with momentum (sgd, muon)" in out
     assert "scheduler.patience: int; >= 0; default 3" in out
-    assert "data.augment: one of none, weak, translate, autoaugment, strong; default 'none'" in out
+    assert "data.augment: one of none, weak, translate, autoaugment, strong, altflip; default 'none'" in out
     assert "table.metrics[].key: str; required" in out
     assert "profiles:" in out and "seeds" in out

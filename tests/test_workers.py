@@ -125,7 +125,7 @@ def test_two_workers_finish_a_grid_each_cell_exactly_once(backend, write_spec, s
         tags = by_run[t.user_attrs["sweeper.mlflow_run"]].data.tags
         assert tags["sweeper.study"] == sw.name and tags["sweeper.trial"] == str(t.number)
     assert len({t.user_attrs["sweeper.worker"] for t in complete}) == 2, "both workers trained cells"
-    snap = sweep.status(path, storage=storage, tracking_uri=store_uri)
+    snap, _ = sweep.status(path, storage=storage, tracking_uri=store_uri)
     assert (snap.count("done"), snap.count("left"), snap.count("running"), snap.count("failed")) == (6, 0, 0, 0)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from sweeper.catalogue import ACTIVATIONS
 from sweeper.errors import UserError
-from sweeper.models.targets import implementation
+from sweeper.schema.targets import implementation
 
 Activation = Callable[[], nn.Module]
 

@@ -15,8 +15,8 @@ from torch import nn
 from sweeper.catalogue import MODELS
 from sweeper.errors import UserError
 from sweeper.models.activations import activation_factory
-from sweeper.models.targets import implementation
 from sweeper.schema.plugins import check_arguments
+from sweeper.schema.targets import implementation
 
 REGISTERED: dict[str, Callable[..., nn.Module]] = {}
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sweeper.runs import artifacts
 from sweeper.settings import CONNECT_TIMEOUT
 from sweeper.vocab import Tag
 
@@ -229,33 +230,10 @@ class Reader:
 
     def text_artifact(self, run: Run, path: str) -> str:
         """The text of a run's artifact: read in place when local, else downloaded through MLflow."""
-        local = local_path(f"{(run.info.artifact_uri or '').rstrip('/')}/{path}")
+        local = artifacts.local_path(f"{(run.info.artifact_uri or '').rstrip('/')}/{path}")
         if local is not None and local.is_file():
             return local.read_text()
         # Remote artifacts (or a missing file, and MLflow's error for it): only here is MLflow's ~3 s import paid.
         from sweeper.runs import tracking
 
         return tracking.read_text_artifact(tracking.open_store(self.uri), run.info.run_id, path)
-
-
-def write_text_artifact(artifact_uri: str, path: str, text: str) -> bool:
-    """Write a run's text artifact in place when its artifact store is a local folder, as MLflow's local
-    repository would copy it (atomically: a reader sees the old file or the new one); False when remote."""
-    local = local_path(f"{artifact_uri.rstrip('/')}/{path}") if artifact_uri else None
-    if local is None:
-        return False
-    local.parent.mkdir(parents=True, exist_ok=True)
-    partial = local.with_name(f".{local.name}.partial")
-    partial.write_text(text)
-    partial.replace(local)
-    return True
-
-
-def local_path(uri: str) -> Path | None:
-    """The file a file:// URI or a plain path names (as MLflow's local_file_uri_to_path), else None."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(urllib.request.url2pathname(parsed.path))
-    if not parsed.scheme and uri:
-        return Path(urllib.request.url2pathname(uri))
-    return None

@@ -1,20 +1,35 @@
-"""The spec's `launcher:` block: how `sweeper run --launcher slurm` asks SLURM for workers.
-
-Command-line flags win over the block; `profiles:` inside it override it per profile (a quick
-profile may want fewer workers or a shorter time limit).
+"""The spec's `launcher:` block: which launcher runs the sweep's workers (`name`, from catalogue.LAUNCHERS,
+or your own `file.py:Class`) and its settings. `sweeper run --launcher NAME --opt key=value` picks or
+overrides them; `profiles:` inside the block override it per profile (a quick profile may want fewer
+workers or a shorter time limit).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Union
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from sweeper.schema.config import Strict
+from sweeper.catalogue import LAUNCHERS
+from sweeper.errors import UserError
+from sweeper.schema.choices import tagged_union
+from sweeper.schema.config import Custom, Strict
+from sweeper.schema.plugins import is_reference
 
 
-class SlurmSettings(Strict):
+class LocalSettings(Strict):
+    """Worker processes on this machine: one per GPU of `devices`, or `workers` sharing the CPU."""
+
+    name: Literal["local"] = "local"
+    workers: int | None = Field(None, ge=1, le=1024, description="worker processes; default one per GPU, else 1")
+    devices: list[int] | Literal["all"] | None = Field(None, description="GPUs, numbered as this process sees them")
+
+
+class SlurmResources(Strict):
     """Per-worker SLURM resources; every field optional so that a profile changes only what it names."""
+
+    # `--opt time=30` arrives as a number; SLURM's times and options are text
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     workers: int | None = Field(None, ge=1, le=10_000)
     gpus_per_worker: int | None = Field(None, ge=0, le=64)
@@ -25,13 +40,40 @@ class SlurmSettings(Strict):
     options: dict[str, str] = Field(default_factory=dict)  # any other sbatch option, e.g. {account: proj}
 
 
-class Launcher(SlurmSettings):
-    """`launcher:` in a spec: SLURM settings, and per-profile overrides of them."""
+class SlurmSettings(SlurmResources):
+    """A SLURM job array of workers (submitit), and per-profile overrides of its resources."""
 
-    profiles: dict[str, SlurmSettings] = Field(default_factory=dict)
+    name: Literal["slurm"] = "slurm"
+    profiles: dict[str, SlurmResources] = Field(default_factory=dict)
 
-    def resolved(self, profile: str | None) -> dict[str, Any]:
-        """The settings for one profile: the block's, then the profile's on top (set fields only)."""
-        base = self.model_dump(exclude={"profiles"}, exclude_none=True)
-        over = self.profiles[profile].model_dump(exclude_none=True) if profile in self.profiles else {}
-        return {**base, **over, "options": {**base.get("options", {}), **over.get("options", {})}}
+
+class CustomLauncher(Custom):
+    """Your own launcher, `name: launchers.py:MyLauncher`: its other keys are its settings."""
+
+
+SETTINGS: dict[str, type[Strict]] = {"local": LocalSettings, "slurm": SlurmSettings}
+
+if TYPE_CHECKING:  # what mypy can read; pydantic gets the catalogue's tagged union
+    LauncherSpec: TypeAlias = Union[LocalSettings, SlurmSettings, CustomLauncher]
+else:
+    LauncherSpec = tagged_union(LAUNCHERS, lambda name: SETTINGS[name], CustomLauncher, default="local")
+
+
+def resolve(block: Any, profile: str | None, name: str | None, options: dict[str, Any]) -> Any:
+    """The settings a run uses: the spec's block (its profile's overrides on top) for the launcher `name`
+    (default: the block's), then the command line's `--opt key=value` on top; a UserError names a bad key."""
+    given: dict[str, Any] = block.model_dump(exclude_none=True) if block is not None else {}
+    chosen = name or given.get("name", "local")
+    if chosen not in LAUNCHERS and not is_reference(chosen):
+        raise UserError(LAUNCHERS.unknown(chosen))
+    if given.get("name", chosen) != chosen:
+        given = {}  # the spec describes another launcher: none of its settings apply
+    over = given.pop("profiles", {}).get(profile or "", {})
+    merged = {**given, **over, "name": chosen, **options}
+    if "options" in given or "options" in over:
+        merged["options"] = {**given.get("options", {}), **over.get("options", {}), **options.get("options", {})}
+    try:
+        return TypeAdapter(LauncherSpec).validate_python(merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'launcher'}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"launcher {chosen!r}: {problems} (from the spec's launcher: block and --opt).") from None

@@ -18,7 +18,7 @@ from sweeper.schema.checks import inert_settings, table_problems
 from sweeper.schema.config import Strict, TrainConfig, merge, unflatten
 from sweeper.schema.explain import CONTEXT, cell_locations, explain, line_of, paragraph, problem
 from sweeper.schema.ids import config_hash
-from sweeper.schema.launcher import Launcher
+from sweeper.schema.launcher import LauncherSpec
 from sweeper.schema.search import Search
 from sweeper.schema.table import TableSpec
 from sweeper.schema.yamlio import load_yaml, read_spec_text
@@ -40,7 +40,7 @@ class Spec(Strict):
     search: Search | None = None  # an Optuna search instead of fixed rows
     table: TableSpec
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    launcher: Launcher | None = None  # SLURM settings for `sweeper run --launcher slurm`
+    launcher: LauncherSpec | None = None  # which launcher runs the workers, and its settings
 
     @field_validator("rows")
     @classmethod
@@ -113,6 +113,10 @@ class Spec(Strict):
                     )
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ValueError(f"row '{row['label']}': reported {key} must be a number, not {value!r}")
+
+    def base_config(self) -> TrainConfig:
+        """The base block as a config at the first seed (what rows are told apart from)."""
+        return TrainConfig.model_validate(merge(unflatten(self.base), {"seed": self.seeds[0]}))
 
     def reported(self) -> dict[str, dict[str, float]]:
         """The report's printed values by row label (rows without any left out)."""

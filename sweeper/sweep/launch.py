@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 
 from sweeper.runs import cellrun, tracking
+from sweeper.schema.spec import Spec
 from sweeper.sweep import ledger, workers
 from sweeper.sweep.ledger import Snapshot, SweepReport
 from sweeper.sweep.loop import close_parent, plan, snapshot, work
@@ -102,6 +103,7 @@ def worker(
 
 def status(
     spec_path: str | Path, profile: str | None = None, *, storage: str | None = None, tracking_uri: str | None = None
-) -> Snapshot:
-    """Cells done, running, failed, pruned and left, from the study and MLflow."""
-    return snapshot(open_sweep(spec_path, profile, storage=storage, tracking_uri=tracking_uri))
+) -> tuple[Snapshot, Spec]:
+    """Cells done, running, failed, pruned and left, from the study and MLflow; and the spec it read."""
+    sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=tracking_uri)
+    return snapshot(sw), sw.spec

@@ -26,13 +26,12 @@ import submitit
 from submitit.core.utils import DelayedSubmission
 
 from sweeper.errors import UserError, warn
-from sweeper.schema.spec import load_spec
 from sweeper.settings import get_settings
 from sweeper.sweep import launch
+from sweeper.sweep.launchers import ENV_STORAGE, Launched, Request, WorkerState, worker_environment
 from sweeper.sweep.loop import plan
 from sweeper.sweep.study import HEARTBEAT, local_dir, open_sweep, storage_url
 
-ENV_STORAGE = "SWEEPER_STORAGE"
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 
@@ -49,38 +48,11 @@ class SlurmOptions:
     extra: dict[str, str] = field(default_factory=dict)  # --slurm-opt key=value: any other sbatch option
 
 
-def options(
-    spec_path: str | Path,
-    profile: str | None,
-    *,
-    workers: int | None = None,
-    gpus_per_worker: int | None = None,
-    cpus_per_worker: int | None = None,
-    partition: str | None = None,
-    time: str | None = None,
-    extra: list[str] | None = None,
-    requeue: bool = False,
-) -> SlurmOptions:
-    """The array's settings: command-line flags, else the spec's `launcher:` (with its profile's), else defaults."""
-    spec = load_spec(spec_path)
-    given = spec.launcher.resolved(profile) if spec.launcher else {}
-    flags = {
-        "workers": workers,
-        "gpus_per_worker": gpus_per_worker,
-        "cpus_per_worker": cpus_per_worker,
-        "partition": partition,
-        "time": time,
-    }
-    chosen = {**given, **{k: v for k, v in flags.items() if v is not None}}
-    return SlurmOptions(
-        workers=chosen.get("workers", 2),
-        gpus_per_worker=chosen.get("gpus_per_worker", 0),
-        cpus_per_worker=chosen.get("cpus_per_worker", 1),
-        partition=chosen.get("partition"),
-        time=chosen.get("time", "4:00:00"),
-        requeue=requeue or bool(given.get("requeue")),
-        extra={**given.get("options", {}), **parse_opts(extra or [])},
-    )
+def slurm_options(settings: Any) -> SlurmOptions:
+    """The array's settings from the launcher block (spec, profile, --opt), SLURM's defaults elsewhere."""
+    given = {k: v for k, v in settings.model_dump(exclude={"name", "profiles"}).items() if v is not None}
+    extra = given.pop("options", {})
+    return SlurmOptions(**given, extra=dict(extra))
 
 
 def minutes(text: str) -> int:
@@ -97,17 +69,6 @@ def minutes(text: str) -> int:
     else:  # MM or MM:SS
         seconds = a * 60 + (b or 0)
     return max(1, -(-seconds // 60))
-
-
-def parse_opts(pairs: list[str]) -> dict[str, str]:
-    """`--slurm-opt key=value` pairs as sbatch options (`account=proj`, `qos=high`)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--slurm-opt '{pair}' is not key=value, e.g. --slurm-opt account=myproject.")
-        out[key.strip().lstrip("-")] = value.strip()
-    return out
 
 
 def check_reachable(storage: str | None, tracking_uri: str) -> None:
@@ -270,7 +231,7 @@ def submit(
         additional_parameters=extra,
     )
     task = ArrayTask(sw.path.resolve(), profile, device, heartbeat, opts.cpus_per_worker, opts.requeue)
-    env = {ENV_STORAGE: storage_url(storage, uri), "MLFLOW_TRACKING_URI": uri}
+    env = worker_environment(storage_url(storage, uri), uri)
     try:
         with _environment(env):
             jobs = executor.map_array(task, list(range(opts.workers)))
@@ -308,3 +269,28 @@ def logs(spec_name: str, tracking_uri: str | None = None, task: str | None = Non
     if task is not None:
         files = [f for f in files if f.name.startswith(f"{task}_") or f"_{task}_" in f.name[: f.name.index("_log")]]
     return sorted(files, key=lambda f: (f.stat().st_mtime, f.name))
+
+
+class SlurmLauncher:
+    """Workers as one SLURM job array; `sweeper status` and `sweeper logs` read the array's states and logs."""
+
+    def launch(self, request: Request) -> Launched:
+        """Queue the spec's cells and submit the array; returns at once with its task ids."""
+        ids, folder = submit(
+            request.spec_path,
+            request.profile,
+            slurm_options(request.settings),
+            storage=request.storage,
+            tracking_uri=request.tracking_uri,
+            device=request.device,
+            heartbeat=request.heartbeat,
+        )
+        return Launched(submitted=ids, logs=folder)
+
+    def states(self, spec_name: str, tracking_uri: str | None) -> list[WorkerState]:
+        """Each array task's SLURM state and node (or reason)."""
+        return [WorkerState(task, state, where) for task, state, where in array_states(spec_name, tracking_uri)]
+
+    def logs(self, spec_name: str, tracking_uri: str | None, worker: str | None = None) -> list[Path]:
+        """Each array task's stdout and stderr, oldest array first."""
+        return logs(spec_name, tracking_uri, worker)

@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.table import Table
 
 from sweeper.errors import UserError
+from sweeper.sweep.launchers import worker_environment
 
 
 @dataclass
@@ -119,7 +120,7 @@ def assignments(
 
 
 def command(launch: Launch, index: int, device: str, threads: int | None) -> list[str]:
-    """The `sweeper worker` command line of worker `index` (the store and storage URLs go in `secrets`)."""
+    """The `sweeper worker` command line of worker `index` (the store and storage URLs go in its environment)."""
     cmd = [
         sys.executable,
         "-m",
@@ -138,11 +139,6 @@ def command(launch: Launch, index: int, device: str, threads: int | None) -> lis
     if threads:
         cmd += ["--threads", str(threads)]
     return cmd
-
-
-def secrets(launch: Launch) -> dict[str, str]:
-    """The URLs a worker reads from its environment: they may hold passwords, and any user can read argv (`ps`)."""
-    return {"SWEEPER_STORAGE": launch.storage, "MLFLOW_TRACKING_URI": launch.tracking_uri}
 
 
 def render(snap: Any, procs: list[subprocess.Popen]) -> Group:
@@ -175,7 +171,12 @@ def run_local(
                     command(launch, i, device, threads),
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env={**os.environ, **env, **secrets(launch), "COLUMNS": "160"},
+                    env={
+                        **os.environ,
+                        **env,
+                        **worker_environment(launch.storage, launch.tracking_uri),
+                        "COLUMNS": "160",
+                    },
                     start_new_session=True,
                 )
             )

@@ -5,8 +5,19 @@
 and reports across sweeps. No torch here: `sweeper table` stays fast.
 """
 
-from sweeper.tables.build import TABLE_MD, build, out_of_tolerance
+from sweeper.tables.build import TABLE_MD, build, out_of_tolerance, publish
 from sweeper.tables.formats import check, fmt_number, render
 from sweeper.tables.table import Table, Value, welch_p
 
-__all__ = ["TABLE_MD", "Table", "Value", "build", "check", "fmt_number", "out_of_tolerance", "render", "welch_p"]
+__all__ = [
+    "TABLE_MD",
+    "Table",
+    "Value",
+    "build",
+    "check",
+    "fmt_number",
+    "out_of_tolerance",
+    "publish",
+    "render",
+    "welch_p",
+]

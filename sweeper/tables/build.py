@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from sweeper.errors import UserError
-from sweeper.runs import db as runs_db
+from sweeper.runs import artifacts
 from sweeper.schema.config import flatten
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.schema.table import Column
@@ -83,9 +83,17 @@ def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bo
     return table
 
 
+def publish(table: Table, tracking_uri: str | None) -> None:
+    """Log the table as markdown (table.md) on the sweep's parent run, when it differs from the one logged, so
+    the MLflow UI shows it beside the runs; in place on a local store (no MLflow import)."""
+    markdown = render(table, "markdown")
+    if table.parent_run is not None and markdown != table.logged:
+        artifacts.publish_text(tracking_uri, table.parent_run, table.parent_artifacts, TABLE_MD, markdown)
+
+
 def _logged_text(store: Runs, run: Any, path: str) -> str | None:
     """A run's text artifact, None when it has none; a local store's file is read in place (no MLflow import)."""
-    local = runs_db.local_path(f"{(run.info.artifact_uri or '').rstrip('/')}/{path}")
+    local = artifacts.local_path(f"{(run.info.artifact_uri or '').rstrip('/')}/{path}")
     if local is not None:
         return local.read_text() if local.is_file() else None
     try:

@@ -7,7 +7,7 @@ multiply-add); elementwise ops, BatchNorm and the data path are left out. A trai
 assumed sustained rate, plus (on CPUs) the batched augmentation and a fixed cost per cell: estimates
 to plan with, not predictions to the minute.
 
-torch is imported inside the functions: `sweeper.spec` and `sweeper.cost`'s callers stay light.
+What `sweeper list` and `sweeper validate` print from these numbers is training/report.py's.
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sweeper.catalogue import AUGMENTS
-from sweeper.errors import UserError
 from sweeper.models import count_params
 from sweeper.schema.config import TrainConfig
-from sweeper.schema.spec import Spec, expand, load_spec, trial_cell
+from sweeper.schema.spec import Spec, expand, trial_cell
 from sweeper.training.precision import cpu_has_bf16
 from sweeper.training.train import build_model
 
@@ -195,80 +193,3 @@ def row_configs(spec: Spec, profile: str | None = None) -> list[tuple[str, Train
 def row_models(spec: Spec, profile: str | None = None) -> list[tuple[str, ModelCost]]:
     """(row label, its network's cost) for each table row, in table order."""
     return [(label, model_cost(config)) for label, config in row_configs(spec, profile)]
-
-
-# --- `sweeper list` -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpecSummary:
-    """One spec as `sweeper list` shows it: its networks and the cost of each profile."""
-
-    path: Path
-    spec: Spec
-    models: tuple[ModelCost, ...]  # the distinct networks, in row order
-    costs: tuple[SweepCost, ...]  # the spec's own settings first, then each profile
-
-
-def summarize(path: str | Path) -> SpecSummary:
-    """Load a spec and cost every profile of it."""
-    spec = load_spec(path)
-    models = tuple(dict.fromkeys(cost for _, cost in row_models(spec)))
-    costs = tuple(sweep_cost(spec, profile) for profile in [None, *spec.profiles])
-    return SpecSummary(Path(path), spec, models, costs)
-
-
-def survey(directory: str | Path) -> list[tuple[Path, SpecSummary | UserError]]:
-    """Every spec file in a folder, summarised, or the error that stops it from loading."""
-    folder = Path(directory)
-    paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
-    if not paths:
-        what = "holds no *.yaml spec files" if folder.is_dir() else "is not a folder"
-        raise UserError(f"{folder} {what}; `sweeper list` reads a folder of specs such as experiments/.")
-    out: list[tuple[Path, SpecSummary | UserError]] = []
-    for path in paths:
-        try:
-            out.append((path, summarize(path)))
-        except UserError as exc:
-            out.append((path, exc))
-    return out
-
-
-def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: float | None = None) -> list[str]:
-    """The lines `sweeper list` prints for one spec."""
-    kind = host_cpu_kind()
-    gpu, cpu = gpu_tflops or GPU_TFLOPS, cpu_gflops or kind.gflops
-    spec, seeds = summary.spec, summary.spec.seeds
-    if spec.search is not None:
-        trials = spec.search.budget() or "time-bounded"
-        shape = f"{spec.search.sampler} search over {', '.join(spec.search.params)}, {trials} trials"
-    else:
-        rows = len(spec.row_overrides())
-        shape = f"{_plural(rows, 'row')} x {_plural(len(seeds), 'seed')} {seeds}"
-    nets = "; ".join(f"{m.name} {m.params:,} params {m.flops / 1e9:.3g} GFLOPs/image" for m in summary.models)
-    lines = [f"{spec.name} ({summary.path}): {shape}", f"  models: {nets}"]
-    for c in summary.costs:
-        epochs = "/".join(str(e) for e in c.epochs)
-        lines.append(
-            f"  {c.profile}: {_plural(c.cells, 'cell')} x {epochs} epoch{'s' * (c.epochs != (1,))}, "
-            f"{_count(c.train_images)} training images, {'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP"
-            f" -> GPU {_duration(c.gpu_hours(gpu))} at {gpu:g} TFLOP/s,"
-            f" CPU {_duration(c.cpu_hours(cpu, kind.cell_seconds))} at {cpu:g} GFLOP/s ({kind.name})"
-        )
-    return lines
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' * (n != 1)}"
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k" if n >= 1e3 else str(n)
-
-
-def _duration(hours: float) -> str:
-    if hours < 1 / 60:
-        return f"{hours * 3600:.0f} s"
-    if hours < 1:
-        return f"{hours * 60:.0f} min"
-    return f"{hours:.3g} h" if hours < 48 else f"{hours / 24:.3g} days"

@@ -17,8 +17,8 @@ from torch import nn
 
 from sweeper.catalogue import DEFAULT_GROUPS, OPTIMIZERS, SCHEDULES
 from sweeper.errors import UserError
-from sweeper.models.targets import implementation
 from sweeper.schema.config import OptimizerSpec, TrainConfig
+from sweeper.schema.targets import implementation
 
 Factor = Callable[[int], float]  # a schedule's lr multiplier at step (or epoch) k
 

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sweeper.catalogue import LOSSES
-from sweeper.models.targets import implementation
 from sweeper.schema.config import TrainConfig
+from sweeper.schema.targets import implementation
 
 # --- losses: catalogue.LOSSES targets, each f(logits, target, block) -> scalar ----------------
 

@@ -302,6 +302,7 @@ def _train(
     parts = setup(cfg, train_x, device, precision, steps)
     model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
     per_batch_schedule = SCHEDULES.get(cfg.scheduler.name).per_batch
+    summed = getattr(cfg.loss, "reduction", "mean") == "sum"
     if resume is not None:
         progress = resume_from(resume, parts, generator, device)
     else:
@@ -322,8 +323,9 @@ def _train(
                 at = (epoch - 1) * steps + step + 1
                 hook = functools.partial(_probe, on_step, at, epoch, x, y, parts, lambda: autocast(device, precision))
             loss, logits = train_step(parts, x, y, device, precision, per_batch_schedule, hook)
-            # Accumulate on the device: a .item() per step would sync a GPU every batch.
-            loss_sum += loss * len(y)
+            # Accumulate on the device: a .item() per step would sync a GPU every batch. (A summed loss is the
+            # batch's total already; the metric is per image either way.)
+            loss_sum += loss if summed else loss * len(y)
             correct += (logits.argmax(1) == y).sum()
         seen = steps * min(bs, n)
         train_time = time.perf_counter() - tick
