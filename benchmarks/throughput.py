@@ -8,7 +8,7 @@ by default: colour jitter, rotation + shift, random erasing), Adam 1e-3, on the 
   reference  the loop as users write it: a Dataset over the images with the preset as PIL/torchvision
              transforms per image, ToTensor, Normalize; a DataLoader (shuffle, 2 worker processes);
              eager fp32 NCHW forward, backward, step on the device.
-  sweeper    `sweeper.train.train` with its defaults: uint8 images on the device, the preset batched
+  sweeper    `sweeper.training.train.train` with its defaults: uint8 images on the device, the preset batched
              there, channels_last, automatic precision; its `images_per_s` times the training loop
              only, as the reference's clock does (no model building, no evaluation).
   ceiling    the same model, precision, memory format and fused Adam on random normalised tensors
@@ -165,7 +165,7 @@ def config(model_spec: dict, preset: str) -> TrainConfig:
 
 
 def sweeper_trainer(model_spec: dict, split: Split, device: torch.device, preset: str):
-    """A `run(steps) -> seconds` that trains one epoch of `steps` batches with sweeper.train."""
+    """A `run(steps) -> seconds` that trains one epoch of `steps` batches with sweeper.training.train."""
     cfg = config(model_spec, preset)
     empty = Split(split.images[:0], split.labels[:0])
 

@@ -14,10 +14,11 @@ fails when an implementation and its entry disagree.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
+
+from sweeper.errors import did_you_mean
 
 BRING_YOUR_OWN = "or your own as 'file.py:Name' (beside the spec) or 'package.module:Name'"
 
@@ -123,8 +124,7 @@ class Kind(Generic[E]):
 
     def unknown(self, name: Any) -> str:
         """The message for a name that is not a choice: the choices, the closest, and how to bring your own."""
-        close = difflib.get_close_matches(str(name), self.names, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(str(name), self.names)
         own = f", {BRING_YOUR_OWN}" if self.plugins else ""
         return f"{name!r} is not a known {self.what}.{hint} Choose one of {', '.join(self.names)}{own}."
 

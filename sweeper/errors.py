@@ -1,6 +1,9 @@
-"""The one exception type a user can cause (the CLI prints it as a paragraph and exits 2), and warnings."""
+"""The one exception type a user can cause (the CLI prints it as a paragraph and exits 2), warnings, and the
+"did you mean" every message about a misspelt name uses."""
 
+import difflib
 import sys
+from collections.abc import Iterable
 
 
 class UserError(Exception):
@@ -21,3 +24,9 @@ def warn(message: str) -> None:
     The one channel library code warns through, so every warning reads alike and tests can catch them.
     """
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def did_you_mean(word: str, options: Iterable[str], cutoff: float = 0.5) -> str:
+    """ " Did you mean 'a' or 'b'?" for the options closest to a misspelt word, "" when none is close."""
+    close = difflib.get_close_matches(str(word), list(options), n=3, cutoff=cutoff)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

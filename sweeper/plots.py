@@ -9,13 +9,14 @@ and one warning says why.
 
 from __future__ import annotations
 
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from sweeper.errors import warn
 
 _png: dict[str, Any] = {"ready": False, "broken": None}
 _png_lock = threading.Lock()  # kaleido's sync server hands results back in call order: one caller at a time
@@ -60,10 +61,9 @@ def _write_png(fig: go.Figure, path: Path) -> bool:
         return path.is_file()
     except Exception as exc:  # noqa: BLE001 - a missing browser must not cost the run its results
         _png["broken"] = f"{type(exc).__name__}: {exc}"
-        print(
-            f"warning: figures are HTML only: PNG export failed ({_png['broken']}). PNGs need kaleido and "
-            "Chromium (Debian: apt-get install chromium; or set BROWSER_PATH).",
-            file=sys.stderr,
+        warn(
+            f"figures are HTML only: PNG export failed ({_png['broken']}). PNGs need kaleido and "
+            "Chromium (Debian: apt-get install chromium; or set BROWSER_PATH)."
         )
         return False
 

@@ -69,3 +69,10 @@ class Attr:
 
 
 # Metric names are named choices: sweeper.catalogue.METRICS lists them, with when each is logged.
+
+DEFAULT_PROFILE = "default"  # the profile tag of a sweep run with no --profile
+
+
+def profile_tag(profile: str | None) -> str:
+    """The sweeper.profile tag of a profile (None: the spec's own settings)."""
+    return profile or DEFAULT_PROFILE

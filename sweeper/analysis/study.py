@@ -17,7 +17,7 @@ from sweeper.runs import tracking
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.secrets import mask_uri
 from sweeper.tables.runs import resolve_spec
-from sweeper.vocab import Tag
+from sweeper.vocab import Tag, profile_tag
 
 STEP_KEYS = ("step_loss", "probe_loss_min", "probe_loss_max", "grad_pred_min", "grad_pred_max", "beta_smooth")
 
@@ -38,7 +38,7 @@ def load_sweep(name: str, profile: str | None, tracking_uri: str | None, include
     store = tracking.open_store(tracking_uri)
     spec, profile = resolve_spec(name, tracking.MlflowRuns(store), profile)
     exp_id = tracking.experiment_id(store, spec.name, create=False)
-    tag = profile or "default"
+    tag = profile_tag(profile)
     parents = [r for r in tracking.sweep_runs(store, exp_id) if r.data.tags.get(Tag.PROFILE) == tag] if exp_id else []
     done = tracking.finished_cells(store, exp_id) if exp_id else {}
     if include_failed and exp_id:

@@ -13,7 +13,6 @@ import functools
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +21,13 @@ from typing import Any
 
 import torch
 
-from sweeper.errors import Pruned
-from sweeper.runs import checkpoints, system, tracking
+from sweeper.errors import Pruned, warn
+from sweeper.runs import checkpoints, process, system, tracking
 from sweeper.runs import model as model_log
 from sweeper.schema.spec import Cell, Spec
 from sweeper.training import state as training_state
 from sweeper.training.state import Checkpoint
-from sweeper.vocab import Tag
+from sweeper.vocab import Tag, profile_tag
 
 
 @functools.cache
@@ -152,10 +151,7 @@ def _last_checkpoint(store: tracking.Store, run_id: str, cell_id: str) -> Checkp
         try:
             state = checkpoints.load(tracking.download_artifact(store, run_id, "checkpoints/last.pt", Path(tmp)))
         except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint means start afresh, not crash
-            print(
-                f"warning: run {run_id}: checkpoint unreadable ({type(exc).__name__}: {exc}); not resuming it.",
-                file=sys.stderr,
-            )
+            warn(f"run {run_id}: checkpoint unreadable ({type(exc).__name__}: {exc}); not resuming it.")
             return None
     return training_state.checkpoint_of(state, cell_id)
 
@@ -170,12 +166,12 @@ def resumable_run(store: tracking.Store, exp_id: str, cell_id: str) -> tuple[str
         tags, status = run.data.tags, run.info.status
         if status not in ("RUNNING", "KILLED") or Tag.PRUNED in tags or tags.get(Tag.STATE) == "pruned":
             continue
-        if checkpoints.alive_elsewhere(tags.get(Tag.WORKER, "")):
+        if process.alive_elsewhere(tags.get(Tag.WORKER, "")):
             continue
         state = _last_checkpoint(store, run.info.run_id, cell_id)
         if state is not None:
             return run.info.run_id, state
-        if status == "RUNNING" and tags.get(Tag.WORKER, "").rpartition(":")[0] == platform.node():
+        if status == "RUNNING" and process.on_this_host(tags.get(Tag.WORKER, "")):
             tracking.end_run(store, run.info.run_id, "KILLED")  # its process here is dead; another host's may be alive
     return None
 
@@ -190,7 +186,7 @@ def _start(
     extra_tags: dict[str, str],
 ) -> CellLogger:
     """Resume the cell's interrupted run in place, or create its run with params, tags and config."""
-    ours = {Tag.WORKER: checkpoints.worker_id(), Tag.STATE: "running", **environment_tags(), **extra_tags}
+    ours = {Tag.WORKER: process.worker_id(), Tag.STATE: "running", **environment_tags(), **extra_tags}
     found = resumable_run(store, exp_id, cell.id)
     if found is not None:
         run_id, state = found
@@ -206,7 +202,7 @@ def _start(
         Tag.ROW: cell.label,
         Tag.ROW_INDEX: str(cell.row),
         Tag.SEED: str(cell.seed),
-        Tag.PROFILE: profile or "default",
+        Tag.PROFILE: profile_tag(profile),
         Tag.CELL: cell.id,  # the config hash
         **ours,  # extra_tags: the sweeper's study name and trial number
     }
@@ -223,7 +219,7 @@ def _stop(log: CellLogger, status: str, tags: dict[str, str]) -> None:
         log.set_tags(tags)
         tracking.end_run(log.store, log.run_id, status)
     except Exception as exc:  # noqa: BLE001 - the store is gone: the run stays RUNNING and resumable
-        print(f"warning: could not mark run {log.run_id} {status} ({type(exc).__name__}: {exc})", file=sys.stderr)
+        warn(f"could not mark run {log.run_id} {status} ({type(exc).__name__}: {exc})")
 
 
 @contextmanager

@@ -7,7 +7,6 @@ it loads with `torch.load(..., weights_only=True)`: nothing in it can run code w
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,25 +59,6 @@ def save(state: Mapping[str, Any], path: Path) -> Path:
 def load(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint onto the CPU without unpickling code (weights_only=True)."""
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def worker_id() -> str:
-    """host:pid of this process, tagged on the runs it trains."""
-    return f"{platform.node()}:{os.getpid()}"
-
-
-def alive_elsewhere(worker: str) -> bool:
-    """True when `worker` (a worker_id) is another live process on this machine: its run is still training."""
-    host, _, pid = worker.rpartition(":")
-    if host != platform.node() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 class SerialWorker:

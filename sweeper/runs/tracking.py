@@ -25,7 +25,7 @@ from sweeper.schema.config import flatten
 from sweeper.schema.spec import Cell, Spec
 from sweeper.secrets import mask_uri
 from sweeper.settings import CONNECT_TIMEOUT, get_settings
-from sweeper.vocab import Tag
+from sweeper.vocab import Tag, profile_tag
 
 # Keep the CLI snappy against a dead server: MLflow's default retries take minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -177,14 +177,14 @@ def sweep_run(
     store: Store, exp_id: str, spec: Spec, profile: str | None, spec_text: str, tags: dict[str, str] | None = None
 ) -> str:
     """The parent run of (spec, profile), reused across invocations so resumed cells stay together; `tags` go on a new one."""
-    profile_tag = profile or "default"
-    found = search(store, exp_id, f"tags.`{Tag.ROLE}` = 'sweep' and tags.`{Tag.PROFILE}` = '{profile_tag}'")
+    tag = profile_tag(profile)
+    found = search(store, exp_id, f"tags.`{Tag.ROLE}` = 'sweep' and tags.`{Tag.PROFILE}` = '{tag}'")
     if found:
         run_id = found[0].info.run_id
         store.client.update_run(run_id, status="RUNNING")
     else:
-        tags = {Tag.ROLE: "sweep", Tag.SPEC: spec.name, Tag.PROFILE: profile_tag, **(tags or {})}
-        run_id = store.client.create_run(exp_id, tags=tags, run_name=f"{spec.name} [{profile_tag}]").info.run_id
+        tags = {Tag.ROLE: "sweep", Tag.SPEC: spec.name, Tag.PROFILE: tag, **(tags or {})}
+        run_id = store.client.create_run(exp_id, tags=tags, run_name=f"{spec.name} [{tag}]").info.run_id
     store.client.log_text(run_id, spec_text, "spec.yaml")
     store.client.set_tag(run_id, Tag.TABLE, spec.table.model_dump_json())
     return run_id
@@ -270,7 +270,7 @@ def mark_running(store: Store, run_id: str) -> dict[str, str]:
 def create_cell_run(store: Store, exp_id: str, cell: Cell, tags: dict[str, str]) -> str:
     """A new child run for a cell: tags, dotted params and the resolved config.yaml; returns its id."""
     config = cell.config.model_dump(mode="json")
-    run_id = store.client.create_run(exp_id, tags=tags, run_name=f"{cell.label} seed={cell.seed}").info.run_id
+    run_id = store.client.create_run(exp_id, tags=tags, run_name=cell.name).info.run_id
     params = [Param(k, str(v)) for k, v in {"label": cell.label, **flatten(config)}.items()]
     store.client.log_batch(run_id, params=params)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sweeper.catalogue import LOSSES, OPTIMIZERS, PENALTIES, Kind, metric_names
+from sweeper.errors import did_you_mean
 from sweeper.schema.config import TrainConfig, _members, fields_at, flatten
 
 # (block, the field in it that names a choice, the catalogue of that choice): each entry's `uses`
@@ -98,9 +99,8 @@ def table_problems(columns: list[str], metrics: list[str], configs: list[TrainCo
 
 
 def _unknown(key: str, options: list[str], what: str) -> str:
-    close = difflib.get_close_matches(key, options, n=3, cutoff=0.5)
-    hint = f". Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return f"'{key}' is not a {what}{hint}"
+    hint = did_you_mean(key, options)
+    return f"'{key}' is not a {what}" + (f".{hint}" if hint else "")
 
 
 def dotted_keys(root: type[BaseModel], prefix: str = "") -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sweeper.catalogue import BRING_YOUR_OWN, LOSSES, MODELS, OPTIMIZERS, PRUNERS, SCHEDULES, Kind
+from sweeper.errors import did_you_mean
 from sweeper.schema.checks import suggest_key
 from sweeper.schema.config import KIND_FIELDS, kind_tags
 from sweeper.schema.search import SEARCH_TAGS
@@ -110,8 +110,8 @@ def suggest(err: Any, root: type[BaseModel]) -> str:
     options = [o.strip().strip("'") for o in raw.replace(" or ", ",").split(",") if o.strip()]
     if not options or not isinstance(bad, str):
         return ""
-    close = difflib.get_close_matches(bad, options, n=3, cutoff=0.4)
-    return f". Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(bad, options, cutoff=0.4)
+    return f".{hint}" if hint else ""
 
 
 def explain(

@@ -8,7 +8,6 @@ still validates without it). Every failure is a PluginError: one paragraph sayin
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -26,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from sweeper.errors import UserError
+from sweeper.errors import UserError, did_you_mean
 
 Kind = Literal["file", "module"]
 
@@ -214,13 +213,8 @@ def _missing(reference: str, module: ModuleType, owner: Any, parts: list[str]) -
         listing = f" Its public classes and functions: {', '.join(offered)}." if offered else ""
     else:
         where, listing = f"`{'.'.join(parts[:-1])}`", ""
-    hint = _did_you_mean(parts[-1], [n for n in dir(owner) if not n.startswith("_")])
+    hint = did_you_mean(parts[-1], [n for n in dir(owner) if not n.startswith("_")])
     return f"`{reference}`: {where} defines no `{parts[-1]}`.{hint}{listing}"
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=3, cutoff=0.5)
-    return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 def _defining_file(obj: Any, module: ModuleType) -> Path | None:
@@ -280,7 +274,7 @@ def _binding_problems(
         if key in supplied:
             out.append(f"{shown}: `{key}` is passed by sweeper itself; leave it out here")
         elif key not in named and not open_ended:
-            hint = _did_you_mean(key, choices) or f" It takes {', '.join(choices) or 'none'}."
+            hint = did_you_mean(key, choices) or f" It takes {', '.join(choices) or 'none'}."
             out.append(f"{shown} takes no argument `{key}`.{hint}")
     unaccepted = [key for key in supplied if key not in named and not open_ended]
     out += [f"{shown} must accept `{key}`, which sweeper passes to it" for key in unaccepted]

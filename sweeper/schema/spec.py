@@ -152,6 +152,11 @@ class Cell:
         """Stable hash of the resolved config: the same cell gets the same id on every machine."""
         return config_hash(self.config)
 
+    @property
+    def name(self) -> str:
+        """How people see the cell: its row label and seed (the run's name, progress lines, status)."""
+        return f"{self.label} seed={self.seed}"
+
 
 # --- loading --------------------------------------------------------------------------------
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
-from sweeper.runs import cellrun, tracking
+from sweeper.runs import cellrun, process, tracking
 from sweeper.schema.spec import Spec
 from sweeper.sweep import ledger, workers
 from sweeper.sweep.ledger import Snapshot, SweepReport
@@ -97,7 +96,7 @@ def worker(
         check_data=True,
     )
     plan(sw)
-    name = f"{platform.node()}:{os.getpid()}" + (f" #{index}" if index is not None else "")
+    name = process.worker_id() + (f" #{index}" if index is not None else "")
     return work(sw, device=device, console=console, worker=name)
 
 

@@ -86,7 +86,7 @@ def snapshot(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str]) -
     grouped = by_cell(trials)
     show = {"new": "left", "waiting": "left", "interrupted": "left"}
     if spec.search is None:
-        names = {c.id: f"{c.label} seed={c.seed}" for c in cells}
+        names = {c.id: c.name for c in cells}
     else:
         names = {cid: f"{ts[0].user_attrs.get(Attr.LABEL, cid)} seed={spec.seeds[0]}" for cid, ts in grouped.items()}
     states = {

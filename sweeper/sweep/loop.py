@@ -8,8 +8,6 @@ FINISHED run is never trained again, whatever the study says.
 from __future__ import annotations
 
 import math
-import os
-import platform
 import time
 import warnings
 from typing import Any
@@ -19,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sweeper.errors import Pruned
-from sweeper.runs import cellrun, tracking
+from sweeper.runs import cellrun, process, tracking
 from sweeper.schema.spec import Cell, trial_cell
 from sweeper.secrets import mask_uri
 from sweeper.sweep import ledger
@@ -201,7 +199,7 @@ def work(
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("cells", total=before.count("left") if before.extra_left is not None else None)
-            trial = _objective(sw, parent, torch_device, cache, progress, worker or f"{platform.node()}:{os.getpid()}")
+            trial = _objective(sw, parent, torch_device, cache, progress, worker or process.worker_id())
             while (step := _next_step(sw, deadline)) != "stop":
                 if step == "train":
                     sw.study.optimize(trial, n_trials=1, catch=(_CellFailed, _Skip))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from torch import nn
 from sweeper import plots
 from sweeper.analysis.filters import cell_figures
 from sweeper.catalogue import NORMALIZATIONS
-from sweeper.errors import Pruned
+from sweeper.errors import Pruned, warn
 from sweeper.runs import cellrun, checkpoints, tracking
 from sweeper.schema import plugins, usercode
 from sweeper.schema.spec import Cell, Spec
@@ -72,7 +71,7 @@ def run_cell(
     store (the sweeper's pruner raises `Pruned` from it); `on_step` is passed to the training loop
     (analysis probes). An interrupted earlier run of the cell is continued in place.
     """
-    name = f"{cell.label} seed={cell.seed}"
+    name = cell.name
     task = progress.add_task(f"  {name}", total=cell.config.epochs)
     tick = time.perf_counter()
     run_id = None
@@ -136,7 +135,7 @@ def log_data(log: cellrun.CellLogger, data: CifarData) -> None:
     try:
         tracking.log_dataset(log.store, log.run_id, data.name, data.digest, data.source, sizes)
     except Exception as exc:  # noqa: BLE001 - the tags above name the data for tables; the UI column can wait
-        print(f"warning: dataset input not logged to run {log.run_id} ({type(exc).__name__}: {exc})", file=sys.stderr)
+        warn(f"dataset input not logged to run {log.run_id} ({type(exc).__name__}: {exc})")
 
 
 def _train_logged(
@@ -150,7 +149,7 @@ def _train_logged(
     on_step: OnStep | None,
 ) -> TrainResult:
     """The training loop with every epoch checkpointed and logged (from the run's checkpoint when resumed)."""
-    name = f"{cell.label} seed={cell.seed}"
+    name = cell.name
     log.set_tags(device_tags(device, cell.config.precision, log.resume))
     if log.resume is not None:
         progress.update(task, completed=log.resume["epoch"])
@@ -201,17 +200,14 @@ def log_results(log: cellrun.CellLogger, cell: Cell, data: CifarData, result: Tr
                 model,
                 split.images[0],
                 cell.config.data.normalize,
-                title=f"{cell.label} seed={cell.seed}",
+                title=cell.name,
             )
             log.log_files(
                 [f for stem, fig in figures.items() for f in plots.save_figure(fig, Path(tmp) / stem)], "plots"
             )
         log.log_model(PixelClassifier(model, cell.config.data.normalize).eval(), split.images[:2].float().numpy())
     except Exception as exc:  # noqa: BLE001 - the metrics and checkpoints of a finished run stand on their own
-        print(
-            f"warning: {cell.label} seed={cell.seed}: figures/model not logged ({type(exc).__name__}: {exc})",
-            file=sys.stderr,
-        )
+        warn(f"{cell.name}: figures/model not logged ({type(exc).__name__}: {exc})")
         log.set_tags({Tag.ARTIFACTS_ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
 
 

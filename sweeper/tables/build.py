@@ -7,11 +7,10 @@ and notes that name every seed without a result.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any
 
-from sweeper.errors import UserError
+from sweeper.errors import UserError, did_you_mean
 from sweeper.runs import artifacts
 from sweeper.schema.config import flatten
 from sweeper.schema.spec import Cell, Spec, expand
@@ -149,8 +148,7 @@ def _check_columns(spec: Spec, cells: list[Cell]) -> None:
     keys = {"label", "row"} | {k for c in cells for k in flatten(c.config.model_dump(mode="json"))}
     for column in spec.table.columns:
         if column.key not in keys and not column.key.startswith("metrics."):
-            close = difflib.get_close_matches(column.key, sorted(keys), n=3, cutoff=0.5)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(column.key, sorted(keys))
             raise UserError(
                 f"spec '{spec.name}': table column '{column.key}' is not a config key of any row, "
                 f"`label`, `row` or `metrics.KEY`.{hint}"

@@ -21,6 +21,7 @@ from sweeper.errors import UserError
 from sweeper.plots import save_figure
 from sweeper.runs import tracking
 from sweeper.secrets import mask_uri
+from sweeper.vocab import DEFAULT_PROFILE
 
 SCALE = {"percent": 100.0}  # display units of a metric format (the table shows percent as 0-100)
 
@@ -171,7 +172,8 @@ def sweeps(store: tracking.Store) -> list[tuple[str, str]]:
     found = []
     for exp in sorted(store.client.search_experiments(), key=lambda e: e.name):
         profiles = {
-            r.data.tags.get(tracking.Tag.PROFILE, "default") for r in tracking.sweep_runs(store, exp.experiment_id)
+            r.data.tags.get(tracking.Tag.PROFILE, DEFAULT_PROFILE)
+            for r in tracking.sweep_runs(store, exp.experiment_id)
         }
         found += [(exp.name, p) for p in sorted(profiles)]
     return found

@@ -23,7 +23,7 @@ from sweeper.runs import db as runs_db
 from sweeper.schema.spec import Cell, Spec, load_spec, parse_spec, trial_cell
 from sweeper.secrets import mask_uri
 from sweeper.settings import get_settings
-from sweeper.vocab import Tag
+from sweeper.vocab import DEFAULT_PROFILE, Tag, profile_tag
 
 T = TypeVar("T")
 
@@ -81,8 +81,8 @@ def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, s
         sweeps = runs.search(exp_id, "sweep") if exp_id else []
         if profile is None:
             tag = sweeps[0].data.tags.get(Tag.PROFILE) if sweeps else None
-            profile = None if tag in (None, "default") else tag
-        parent = next((s for s in sweeps if s.data.tags.get(Tag.PROFILE) == (profile or "default")), None)
+            profile = None if tag in (None, DEFAULT_PROFILE) else tag
+        parent = next((s for s in sweeps if s.data.tags.get(Tag.PROFILE) == profile_tag(profile)), None)
         return spec, profile, parent.info.run_id if parent else None
     exp_id = runs.experiment_id(name_or_path)
     if exp_id is None:
@@ -93,7 +93,7 @@ def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, s
         )
     sweeps = runs.search(exp_id, "sweep")
     wanted = profile or (sweeps[0].data.tags.get(Tag.PROFILE) if sweeps else None)
-    match = [s for s in sweeps if s.data.tags.get(Tag.PROFILE) == (wanted or "default")]
+    match = [s for s in sweeps if s.data.tags.get(Tag.PROFILE) == profile_tag(wanted)]
     if not match:
         ran = sorted({s.data.tags.get(Tag.PROFILE, "?") for s in sweeps})
         raise UserError(
@@ -103,7 +103,7 @@ def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, s
     run_id = match[0].info.run_id
     text = runs.text_artifact(match[0], "spec.yaml")
     spec = parse_spec(text, Path(f"{name_or_path} (spec logged in MLflow run {run_id})"), strict=False)
-    return spec, None if wanted == "default" else wanted, run_id
+    return spec, None if wanted == DEFAULT_PROFILE else wanted, run_id
 
 
 def run_state(run: Any) -> str:
@@ -122,7 +122,7 @@ def pick_runs(cells: list[Cell], runs: list[Any], profile: str | None, all_versi
     for run in runs:  # newest first
         tags = run.data.tags
         by_cell.setdefault(tags.get(Tag.CELL, ""), []).append(run)
-        if all_versions and tags.get(Tag.PROFILE) == (profile or "default") and run.info.status == "FINISHED":
+        if all_versions and tags.get(Tag.PROFILE) == profile_tag(profile) and run.info.status == "FINISHED":
             by_label.setdefault((tags.get(Tag.ROW, ""), tags.get(Tag.SEED, "")), []).append(run)
     picks = []
     for cell in cells:
@@ -143,7 +143,7 @@ def cell_runs(runs: Runs, exp_id: str | None, profile: str | None) -> list[Any]:
     if exp_id is None:
         return []
     with gc_paused():
-        return runs.search(exp_id, "cell", profile or "default")
+        return runs.search(exp_id, "cell", profile_tag(profile))
 
 
 @contextmanager

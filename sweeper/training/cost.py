@@ -25,6 +25,7 @@ from sweeper.schema.config import TrainConfig
 from sweeper.schema.spec import Spec, expand, trial_cell
 from sweeper.training.precision import cpu_has_bf16
 from sweeper.training.train import build_model
+from sweeper.vocab import profile_tag
 
 CIFAR_TRAIN_IMAGES = 50_000  # validation is held out of these
 CIFAR_TEST_IMAGES = 10_000
@@ -164,7 +165,7 @@ def sweep_cost(spec: Spec, profile: str | None = None) -> SweepCost:
         configs = [worst] * (spec.search.budget() or 1)
     return SweepCost(
         spec=spec.name,
-        profile=profile or "default",
+        profile=profile_tag(profile),
         cells=len(configs),
         train_images=sum(c.epochs * images_per_epoch(c) for c in configs),
         flops=sum(cell_flops(c) for c in configs),
