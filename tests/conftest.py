@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -116,3 +124,57 @@ def mlflow_server(tmp_path_factory):
     running = server.start(root / "store", log=root / "server.log")
     yield running.url
     running.stop()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (loopback)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (own data dir, free loopback port): (admin URL, psql)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        reason = "PostgreSQL server binaries not installed (apt-get install -y postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    bindir = Path(bins[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb and pg_ctl refuse root: run them as the postgres user on a dir it owns
+        pg = pwd.getpwnam("postgres")
+        os.chown(base, pg.pw_uid, pg.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port, data = free_port(), base / "data"
+    subprocess.run(
+        [*as_user, bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c max_connections=50"
+    subprocess.run(
+        [*as_user, bindir / "pg_ctl", "-D", data, "-l", base / "log", "-o", opts, "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield (
+            f"postgresql://postgres@127.0.0.1:{port}",
+            [bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"],
+        )
+    finally:
+        subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres_server, request):
+    """An empty database of the session's PostgreSQL server for one test module (a server start is seconds)."""
+    url, psql = postgres_server
+    name = "sweeps_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
+    subprocess.run([*psql, "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return f"{url}/{name}"

@@ -37,14 +37,14 @@ def test_the_schema_takes_exactly_the_catalogues_names():
     assert set(PRUNER_BLOCKS) == set(C.PRUNERS.names)
 
 
-@pytest.mark.parametrize("entry", C.ACTIVATIONS, ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", list(C.ACTIVATIONS), ids=lambda e: e.name)
 def test_activations_build_fresh_modules(entry):
     factory = implementation(C.ACTIVATIONS, entry.name)
     one, two = factory(), factory()
     assert isinstance(one, nn.Module) and one is not two
 
 
-@pytest.mark.parametrize("entry", C.OPTIMIZERS, ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", list(C.OPTIMIZERS), ids=lambda e: e.name)
 def test_optimizers_take_what_their_capabilities_say(entry):
     cls = implementation(C.OPTIMIZERS, entry.name)
     assert issubclass(cls, torch.optim.Optimizer)

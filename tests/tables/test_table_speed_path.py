@@ -19,7 +19,6 @@ from conftest import DIVERGES, TINY_SPEC
 from mlflow import MlflowClient
 from rich.console import Console
 from test_tables import GOLDEN, TABLE3, log_known, table3_outcomes, write
-from test_workers import postgres_url  # noqa: F401 - the fixture: a throwaway PostgreSQL on loopback
 
 from sweeper import sweep, tables
 from sweeper.runs import db as runs_db

@@ -19,7 +19,7 @@ from sweeper.cli import app
 from sweeper.errors import UserError
 from sweeper.schema.spec import expand, load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 NETS = """

@@ -17,7 +17,7 @@ from sweeper.cli import app
 from sweeper.errors import UserError
 from sweeper.schema.spec import load_spec, trial_cell
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def search_spec(**search) -> dict:

@@ -10,7 +10,7 @@ from conftest import TINY_SPEC
 from sweeper.errors import UserError
 from sweeper.schema.spec import expand, load_spec
 
-EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[2] / "experiments").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)

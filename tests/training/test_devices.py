@@ -24,7 +24,7 @@ from sweeper.sweep.slurm import task_device
 from sweeper.training.device import check_cuda_index, non_blocking, pick_device
 from sweeper.training.doctor import Facts, Gpu, advice, describe, has_kernels
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def masks(plan) -> list[str]:

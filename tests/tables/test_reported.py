@@ -27,9 +27,9 @@ from sweeper.schema.spec import expand, load_spec
 from sweeper.tables.reported import kendall_tau
 from sweeper.vocab import Tag
 
-GOLDEN = Path(__file__).parent / "golden"
-REPORTS = Path(__file__).resolve().parents[1].parent / "shared" / "reports"
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+GOLDEN = Path(__file__).parents[1] / "golden"
+REPORTS = Path(__file__).resolve().parents[2].parent / "shared" / "reports"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 runner = CliRunner()
 
 SPEC = {

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import pickle
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import write_batches
 from PIL import Image
 
 from sweeper.errors import DatasetMissing, UserError
@@ -18,7 +18,7 @@ from sweeper.training.data import CLASSES, Split, load_cached, make_splits, prep
 from sweeper.training.sources import read_source
 from sweeper.training.splits import dataset_name
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared/datasets"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared/datasets"
 REAL_ARCHIVE = SHARED / "cifar10-jpeg.tar.gz"
 LOSSLESS = SHARED / "cifar-10-python.tar.gz"
 N_TRAIN, N_TEST = 6, 3
@@ -74,20 +74,6 @@ def test_image_folder_and_its_tarball(image_tree: Path, tmp_path: Path, as_tar: 
 def test_max_per_class_reads_part_of_an_archive(image_tree: Path, tmp_path: Path) -> None:
     train, test, _ = read_source(make_tar(image_tree, tmp_path / "t.tgz"), max_per_class=2, progress=False)
     assert train.labels.bincount().tolist() == [2] * 10 and test.labels.bincount().tolist() == [2] * 10
-
-
-def write_batches(folder: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
-    """torchvision's cifar-10-batches-py layout: pickled dicts of 'data' [N,3072] and 'labels'."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    written = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, 10, per_batch)]
-        (folder / name).write_bytes(pickle.dumps({"data": batch, "labels": labels, "batch_label": name}))
-        written[name] = (batch, labels)
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CLASSES)}))
-    return written
 
 
 @pytest.mark.parametrize("form", ["folder", "parent", "tarball"])

@@ -14,7 +14,7 @@ from sweeper.schema.config import DataSpec, OptimizerSpec, TrainConfig
 from sweeper.schema.ids import config_hash, id_view
 from sweeper.schema.spec import expand, load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "cell_ids.json").read_text())
 
 

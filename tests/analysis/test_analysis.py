@@ -22,7 +22,7 @@ from sweeper.training.probes import make_step_hook, probe
 from sweeper.training.recipe import loss_fn
 from sweeper.training.train import Step
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Vector(nn.Module):

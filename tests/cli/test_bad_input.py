@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers import free_port, grid_spec, write_batches
 from rich.console import Console
-from test_data import write_batches
-from test_workers import _free_port, grid_spec, postgres_url  # noqa: F401, F811 - postgres_url is a fixture
 from typer.testing import CliRunner
 
 from sweeper import sweep
@@ -30,7 +29,7 @@ from sweeper.tables import compare
 from sweeper.training.data import prepare
 from sweeper.training.sources import _load_batch, read_source
 
-REAL_BATCHES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar-10-python.tar.gz"
+REAL_BATCHES = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "cifar-10-python.tar.gz"
 PASSWORD = "S3cretPw"
 
 
@@ -70,7 +69,7 @@ def test_garbage_tracking_uri_is_a_user_error(command, how, write_spec, data_dir
 
 def test_down_postgres_store_fails_in_seconds(tmp_path, monkeypatch, blackhole):
     monkeypatch.chdir(tmp_path)
-    closed = _free_port()
+    closed = free_port()
     for port in (closed, blackhole):  # refused (MLflow alone retried ~110 s), and a server that never answers
         start = time.monotonic()
         result = invoke("table", "tiny", "--tracking-uri", f"postgresql://u:{PASSWORD}@127.0.0.1:{port}/db")

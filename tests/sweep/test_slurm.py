@@ -12,12 +12,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import grid_spec
 from mlflow import MlflowClient
-from test_workers import grid_spec, postgres_url  # noqa: F401 - postgres_url is a fixture
 
 from sweeper.schema.spec import expand, load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -2,100 +2,19 @@
 
 from __future__ import annotations
 
-import copy
-import glob
-import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TINY_SPEC
-from mlflow import MlflowClient
+from helpers import cell_runs, grid_spec
 from rich.console import Console
 
 from sweeper import sweep
 from sweeper.schema.spec import expand, load_spec
-
-SMALL_DATA = {
-    "augment": "none",
-    "batch_size": 32,
-    "eval_batch_size": 100,
-    "val_size": 50,
-    "train_size": 200,
-    "test_size": 100,
-}
-
-
-def grid_spec(epochs: int = 1, **grid) -> dict:
-    spec = copy.deepcopy(TINY_SPEC)
-    spec.pop("rows")
-    spec["base"] = {**spec["base"], "epochs": epochs, "data": SMALL_DATA}
-    spec["grid"] = grid or {"activation": ["relu", "gelu", "elu"], "optimizer.lr": [1e-3, 3e-3]}
-    return spec
-
-
-def cell_runs(store_uri: str) -> list:
-    client = MlflowClient(store_uri)
-    exp = client.get_experiment_by_name("tiny")
-    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("sweeper.role") == "cell"]
-
-
-# --- a real PostgreSQL on loopback, started by the test -------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway PostgreSQL server (own data dir, free loopback port) and an empty database."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        reason = "PostgreSQL server binaries not installed (apt-get install -y postgresql)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    bindir = Path(bins[-1]).parent
-    base = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb and pg_ctl refuse root: run them as the postgres user on a dir it owns
-        pg = pwd.getpwnam("postgres")
-        os.chown(base, pg.pw_uid, pg.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port, data = _free_port(), base / "data"
-    subprocess.run(
-        [*as_user, bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c max_connections=50"
-    subprocess.run(
-        [*as_user, bindir / "pg_ctl", "-D", data, "-l", base / "log", "-o", opts, "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        subprocess.run(
-            [bindir / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE sweeps"],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql://postgres@127.0.0.1:{port}/sweeps"
-    finally:
-        subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-
 
 # --- tests ----------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from sweeper.schema.spec import expand, load_spec, trial_cell
 from sweeper.schema.table import Metric
 from sweeper.tables import compare
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 runner = CliRunner()
 
 R18, D201 = {"name": "resnet18"}, {"name": "densenet201"}

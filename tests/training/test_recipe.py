@@ -1,0 +1,116 @@
+"""The recipe's pieces on their own: the fp16 gradient scaler, the weight EMA, test-time mirroring, the one-cycle schedule."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sweeper.schema.config import TrainConfig, merge, unflatten
+from sweeper.training import train as T
+from sweeper.training.data import Split, make_splits
+from sweeper.training.evaluate import evaluate
+from sweeper.training.optim import build_optimizer, build_scheduler
+
+BASE = {
+    "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
+    "data": {"augment": "weak", "batch_size": 32, "val_size": 50, "train_size": 200, "test_size": 100},
+    "optimizer": {"name": "adam", "lr": 3e-3},
+    "epochs": 2,
+    "precision": "fp32",
+}
+FAST = {
+    "model": {"name": "fast_net", "widths": [8, 16, 16]},
+    "activation": "gelu",
+    "optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.85, "nesterov": True, "weight_decay": 5e-4},
+    "scheduler": {"name": "onecycle"},
+    "ema_decay": 0.9,
+    "tta": True,
+}
+
+
+def cfg(base: dict = BASE, **changes) -> TrainConfig:
+    return TrainConfig.model_validate(merge(base, unflatten(changes)))
+
+
+@pytest.fixture(scope="module")
+def small(synthetic_data):
+    return make_splits(*synthetic_data, val_size=20, train_size=96, test_size=40, seed=0)
+
+
+def noise(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def test_fp16_trains_with_a_live_grad_scaler(small):
+    scales = []
+    result = T.train(
+        cfg(precision="fp16", epochs=1),
+        small,
+        device="cpu",
+        on_epoch=lambda m, checkpoint: scales.append(checkpoint()["scaler"]),
+    )
+    assert math.isfinite(result.history[-1]["train_loss"])
+    assert scales[0].get("scale", 0) > 0, "the scaler was enabled and kept a loss scale"
+
+
+def test_ema_ramps_its_decay_then_averages_weights_and_statistics():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = T.WeightAverage(model, 0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for step in range(1, 101):
+        with torch.no_grad():
+            model[0].weight.add_(0.1)
+            model[1].running_mean.fill_(float(step))
+            model[1].num_batches_tracked.fill_(step)
+        ema.update(model)
+        keep = min(0.9, step / (step + 9))  # 0.1 at the first step: the random init barely counts
+        expected = {
+            k: keep * expected[k] + (1 - keep) * v if v.is_floating_point() else v.clone()
+            for k, v in model.state_dict().items()
+        }
+    for key, value in ema.module.state_dict().items():
+        assert torch.allclose(value, expected[key]), key
+    assert ema.module[1].num_batches_tracked.item() == 100
+    restored = T.WeightAverage(model, 0.9)
+    restored.load_state_dict(copy.deepcopy(ema.state_dict()))
+    assert restored.steps == 100 and torch.equal(restored.module[0].weight, ema.module[0].weight)
+
+
+class Lopsided(torch.nn.Module):
+    """Logits from the left half of the image only: a mirror changes its prediction."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :, :16].mean((2, 3)).repeat(1, 4)[:, :10] * 5
+
+
+def test_tta_averages_the_logits_of_each_image_and_its_mirror():
+    images, labels = noise(30, 1), torch.arange(30) % 10
+    split, model = Split(images, labels), Lopsided()
+    config = cfg(**{"data.eval_batch_size": 7, "data.normalize": "half"})
+    x = images.float() / 127.5 - 1
+    for tta, logits in ((False, model(x)), (True, (model(x) + model(x.flip(-1))) / 2)):
+        got = evaluate(model, split, cfg(**{**config.model_dump(), "tta": tta}), torch.device("cpu"), "fp32")
+        assert got["loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+        assert got["acc"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+
+
+def test_onecycle_ramps_up_then_down_every_step():
+    config = cfg(
+        **{
+            "scheduler": {"name": "onecycle", "warmup_fraction": 0.25, "start_factor": 0.2, "end_factor": 0.0},
+            "epochs": 2,
+            "optimizer.lr": 1.0,
+        }
+    )
+    opt = build_optimizer(config, torch.nn.Linear(2, 2))
+    sched = build_scheduler(config, opt, steps_per_epoch=4)  # 8 steps, 2 of warm-up
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.2, 0.6, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
