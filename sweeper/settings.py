@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # epoch), so a busy machine slows training by the cores it lost rather than many times over;
     # a number fixes it (`sweeper worker --threads`, one share per local worker).
     threads: str = Field(default="auto", pattern=r"^(auto|[1-9][0-9]*)$")
+    # Each cell's figures as PNG beside the HTML (a headless Chromium renders them, a second or two a
+    # cell): SWEEPER_PNG=0 keeps them HTML only, e.g. on servers without Chromium or for sweeps of many
+    # tiny cells.
+    png: bool = True
 
     def resolved_tracking_uri(self, override: str | None = None) -> str:
         """The tracking URI to use: explicit override, then the environment, then the local sqlite store."""

@@ -65,6 +65,9 @@ def no_prepared_data(tmp_path: Path, monkeypatch) -> None:
     # The trainer's "auto" threads watch the machine for 0.2 s per cell: tests fix the count instead
     # (tests/test_speed.py checks "auto" itself).
     monkeypatch.setenv("SWEEPER_THREADS", str(torch.get_num_threads()))
+    # Cells' figures HTML only: a PNG costs a headless Chromium render; tests/runs/test_tracking.py turns
+    # it back on where PNGs are what it checks.
+    monkeypatch.setenv("SWEEPER_PNG", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from sweeper.plots import save_figure
 from sweeper.runs import tracking
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.secrets import mask_uri
+from sweeper.settings import get_settings
 from sweeper.tables.runs import resolve_spec
 from sweeper.vocab import Tag, profile_tag
 
@@ -73,7 +74,7 @@ def save_and_log(
 
     with tempfile.TemporaryDirectory() as tmp:
         root = out or Path(tmp)
-        files = [f for stem, fig in figures.items() for f in save_figure(fig, root / stem)]
+        files = [f for stem, fig in figures.items() for f in save_figure(fig, root / stem, get_settings().png)]
         for stem, data in (arrays or {}).items():
             root.mkdir(parents=True, exist_ok=True)
             np.savez(root / f"{stem}.npz", **data)

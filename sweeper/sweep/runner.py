@@ -27,6 +27,7 @@ from sweeper.errors import Pruned, warn
 from sweeper.runs import cellrun, checkpoints, tracking
 from sweeper.schema import plugins, usercode
 from sweeper.schema.spec import Cell, Spec
+from sweeper.settings import get_settings
 from sweeper.training import state as training_state
 from sweeper.training.data import CifarData
 from sweeper.training.device import cpu_model
@@ -194,6 +195,7 @@ def log_results(log: cellrun.CellLogger, cell: Cell, data: CifarData, result: Tr
         model.load_state_dict(result.best_state)
         model.eval()
         split = next(s for s in (data.test, data.val, data.train) if len(s))
+        png = get_settings().png
         with tempfile.TemporaryDirectory() as tmp:
             figures = cell_figures(
                 result.history,
@@ -203,7 +205,7 @@ def log_results(log: cellrun.CellLogger, cell: Cell, data: CifarData, result: Tr
                 title=cell.name,
             )
             log.log_files(
-                [f for stem, fig in figures.items() for f in plots.save_figure(fig, Path(tmp) / stem)], "plots"
+                [f for stem, fig in figures.items() for f in plots.save_figure(fig, Path(tmp) / stem, png)], "plots"
             )
         log.log_model(PixelClassifier(model, cell.config.data.normalize).eval(), split.images[:2].float().numpy())
     except Exception as exc:  # noqa: BLE001 - the metrics and checkpoints of a finished run stand on their own

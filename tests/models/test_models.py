@@ -14,6 +14,8 @@ from torch import nn
 from sweeper.catalogue import ACTIVATIONS, MODELS
 from sweeper.errors import UserError
 from sweeper.models import count_params, create_model, first_conv, make_activation
+from sweeper.schema.config import TrainConfig
+from sweeper.training.train import build_model
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -47,10 +49,12 @@ _cache: dict[str, nn.Module] = {}
 
 
 def built(name: str) -> nn.Module:
-    """Each registered model once per session, built under seed 0 (the big ones take a while)."""
+    """Each catalogue model once per session, as a spec gets it: the schema's defaults (what a spec that
+    names only the model trains), built under seed 0 (the big ones take a while)."""
     if name not in _cache:
         torch.manual_seed(0)
-        _cache[name] = create_model(name).to(DEVICE)
+        config = TrainConfig.model_validate({"model": {"name": name}, "epochs": 1})
+        _cache[name] = build_model(config).to(DEVICE)
     return _cache[name]
 
 
@@ -114,7 +118,8 @@ def test_param_count(name: str) -> None:
 
 @pytest.mark.parametrize(("name", "kwargs", "expected"), VARIANTS)
 def test_param_count_variants(name: str, kwargs: dict, expected: int) -> None:
-    assert count_params(create_model(name, **kwargs)) == expected
+    config = TrainConfig.model_validate({"model": {"name": name, **kwargs}, "epochs": 1})
+    assert count_params(build_model(config)) == expected
 
 
 @pytest.mark.parametrize("name", sorted(MODELS.names))

@@ -70,8 +70,9 @@ def download(uri: str, run_id: str, path: str, dst: Path) -> Path:
 
 
 def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(
-    write_spec, synthetic_data, mlflow_server, local_state, tmp_path
+    write_spec, synthetic_data, mlflow_server, local_state, tmp_path, monkeypatch
 ):
+    monkeypatch.setenv("SWEEPER_PNG", "1")  # the PNGs are part of what a cell leaves
     # an EMA, so that the evaluated weights (best.pt, the logged model) differ from the raw ones
     path = write_spec({**SMALL, "name": "served", "base": {**SMALL["base"], "ema_decay": 0.5}})
     report = sweep.run(path, tracking_uri=mlflow_server, device="cpu", data=synthetic_data, console=quiet())

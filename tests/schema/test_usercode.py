@@ -105,7 +105,9 @@ def test_a_worker_process_finds_the_file_and_logs_it(tmp_path, data_dir):
     path = spec_with(tmp_path, {"nets.py": NETS}, model={"name": "nets.py:Net", "width": 8}, epochs=1)
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "SWEEPER_STORE_DIR": str(tmp_path / "store")}
-    cmd = [sys.executable, "-m", "sweeper", "run", str(path), "--jobs", "2", "--device", "cpu"]
+    # one `sweeper worker` process, as `run --workers`, SLURM tasks and the compose worker start it, run
+    # from another folder: it finds nets.py beside the spec
+    cmd = [sys.executable, "-m", "sweeper", "worker", str(path), "--device", "cpu", "--threads", "1"]
     done = subprocess.run(cmd, cwd=tmp_path.parent, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     client = MlflowClient(uri)
