@@ -34,8 +34,13 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.int16).to(torch.uint8)
 
 
-def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
-    """Crop each sample's window at (dy, dx) of its zero-padded image, mirrored where flip != 0, as one gather."""
+def crop_flip(
+    x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int, reflect: bool = False
+) -> torch.Tensor:
+    """Crop each sample's window at (dy, dx) of its padded image (zeros, or its mirror image at the border with
+    `reflect`, as F.pad's "reflect"), mirrored where flip != 0, as one gather."""
+    if reflect:
+        return _crop_flip_reflect(x, dy, dx, flip, pad)
     b, c, h, w = x.shape
     padded = x.new_zeros(b, c, h + 2 * pad, w + 2 * pad)
     padded[:, :, pad : pad + h, pad : pad + w] = x
@@ -46,6 +51,24 @@ def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.T
     cols = dx.int()[:, None] + torch.where(flip.bool()[:, None], across.flip(0), across)
     index = (rows[:, :, None] + cols[:, None, :]).view(b, 1, h * w).long().expand(b, c, h * w)
     return padded.view(b, c, -1).gather(2, index).view(b, c, h, w)
+
+
+def _mirror_index(i: torch.Tensor, size: int) -> torch.Tensor:
+    """Reflect-padding's source index of i in [-pad, size + pad): -1 -> 1, size -> size - 2."""
+    i = i.abs()
+    return torch.where(i > size - 1, 2 * (size - 1) - i, i)
+
+
+def _crop_flip_reflect(
+    x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
+    """crop_flip with reflect padding: the source pixel of each output pixel, read from x itself (no padded copy)."""
+    b, c, h, w = x.shape
+    rows = _mirror_index(dy.int()[:, None] - pad + torch.arange(h, device=x.device, dtype=torch.int32), h) * w
+    across = torch.arange(w, device=x.device, dtype=torch.int32)
+    cols = _mirror_index(dx.int()[:, None] - pad + torch.where(flip.bool()[:, None], across.flip(0), across), w)
+    index = (rows[:, :, None] + cols[:, None, :]).view(b, 1, h * w).long().expand(b, c, h * w)
+    return x.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
 
 
 def blend_weights(factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -223,3 +223,15 @@ def test_apply_stays_on_the_batch_device_without_syncs(preset: str, device: str)
         apply(x[:30], plan, 64, 94)  # not a planned batch: every family on every sample
     assert seen.devices <= {torch.device(device)}, seen.devices
     assert not seen.ops & FORBIDDEN, seen.ops & FORBIDDEN
+
+
+def test_reflect_padded_crops_match_f_pad_reflect():
+    # altflip pads by mirroring the border, as the 94% record does (zeros would draw a black frame)
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    dy, dx = torch.randint(0, 5, (2, 16), generator=torch.Generator().manual_seed(6))
+    flip = torch.arange(16) % 2
+    out = ops.crop_flip(x, dy, dx, flip, 2, reflect=True)
+    padded = torch.nn.functional.pad(x.float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
+    for i in range(16):
+        window = padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
+        assert torch.equal(out[i], window.flip(-1) if flip[i] else window), i
