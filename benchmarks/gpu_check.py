@@ -258,11 +258,31 @@ def check_augmentation(device: torch.device) -> list[Check]:
     return out
 
 
-def check_syncs(device: torch.device, pool: tuple) -> Check:
-    """Steps of a run with strong augmentation, EMA and an L2 penalty under the sync debugger: no waits."""
+def fast_recipe(pool_size: int) -> TrainConfig:
+    """experiments/fast.yaml's recipe (Muon, altflip, groups), at a batch the check's images fill."""
+    cfg = expand(load_spec(ROOT / "experiments" / "fast.yaml"))[0].config
+    data = cfg.data.model_copy(update={"batch_size": min(500, pool_size // 4), "val_size": 64, "test_size": 128})
+    return cfg.model_copy(update={"data": data, "epochs": 1})
+
+
+def check_syncs(device: torch.device, pool: tuple) -> list[Check]:
+    """Steps of two runs under the sync debugger (strong augmentation + EMA + L2 penalty; the fast recipe): no waits."""
     if device.type != "cuda":
-        return "no syncs in a step", True, "skipped off CUDA (tests/test_step_path.py checks the data path on meta)"
-    cfg = config(**{"data.augment": "strong", "ema_decay": 0.99, "loss.penalty": "l2", "deterministic": False})
+        return [
+            (
+                "no syncs in a step",
+                True,
+                "skipped off CUDA (tests/training/test_step_path.py checks the data path on meta)",
+            )
+        ]
+    dropout = config(**{"data.augment": "strong", "ema_decay": 0.99, "loss.penalty": "l2", "deterministic": False})
+    return [
+        _syncs(name, cfg, device, pool)
+        for name, cfg in (("strong+EMA+L2", dropout), ("fast recipe", fast_recipe(len(pool[0]))))
+    ]
+
+
+def _syncs(name: str, cfg: TrainConfig, device: torch.device, pool: tuple) -> Check:
     data = data_for(cfg, pool)
     precision = pick_precision(cfg.precision, device)
     steps = len(data.train.labels) // cfg.data.batch_size
@@ -276,16 +296,30 @@ def check_syncs(device: torch.device, pool: tuple) -> Check:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            for x, y in itertools.islice(batches, 4):
+            for x, y in itertools.islice(batches, 3):
                 train_step(parts, x, y, device, precision, False)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
     allowed = precision == "fp16"  # GradScaler reads found_inf back every step
+    detail = f"{len(syncs)} syncs in 3 steps ({precision})" + (f": {syncs[0]}" if syncs else "")
+    return f"no syncs in a step, {name}", not syncs or allowed, detail
+
+
+def check_deterministic(device: torch.device, pool: tuple) -> Check:
+    """The fast recipe's network in deterministic mode (its global max pool has no deterministic CUDA backward as
+    AdaptiveMaxPool2d), after a non-deterministic run in the same process (cuBLAS reads its workspace setting once)."""
+    cfg = fast_recipe(len(pool[0]))
+    data = data_for(cfg, pool)
+    try:
+        first = train(cfg, data, device=device)
+        again = train(cfg.model_copy(update={"deterministic": True}), data, device=device)
+    except Exception as exc:  # noqa: BLE001 - the check reports what broke
+        return "deterministic fast_net", False, f"{type(exc).__name__}: {str(exc)[:200]}"
     return (
-        "no syncs in a step",
-        not syncs or allowed,
-        f"{len(syncs)} syncs in 4 steps ({precision}){': ' + syncs[0] if syncs else ''}",
+        "deterministic fast_net",
+        True,
+        f"{100 * first.summary['test_acc']:.1f}% then {100 * again.summary['test_acc']:.1f}%",
     )
 
 
@@ -306,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         lambda: [check_checkpoint_files(device, pool)],
         lambda: check_quick_profiles(device, pool, cap),
         lambda: check_augmentation(device),
-        lambda: [check_syncs(device, pool)],
+        lambda: check_syncs(device, pool),
+        lambda: [check_deterministic(device, pool)],
     ):
         for name, ok, detail in step():
             checks.append((name, ok, detail))

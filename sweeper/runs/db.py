@@ -32,7 +32,7 @@ from sweeper.vocab import Tag
 # alembic revisions whose experiments/runs/tags/params/latest_metrics tables this module was checked
 # against (MLflow 3.17: mlflow/store/tracking/dbmodels/models.py). MLflow refuses any store not at its
 # own head revision, so a new MLflow means: check the models, then add its head here
-# (tests/test_table_speed_path.py fails until then).
+# (tests/tables/test_table_speed_path.py fails until then).
 CHECKED = frozenset({"dc11669786a5"})
 ENV = "SWEEPER_TABLE_READER"  # "mlflow" forces the MlflowClient path (benchmarks compare the two)
 MAX_EXPERIMENTS = 1000  # MlflowClient.search_experiments' default page

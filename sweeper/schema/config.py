@@ -318,6 +318,16 @@ class TrainConfig(Strict):
                 raise ValueError(
                     f"optimizer.groups names {', '.join(unknown)}, but {self.model.name}'s parameter groups are {', '.join(known)}"
                 )
+        if groups and self.optimizer.name in OPTIMIZERS:
+            info = OPTIMIZERS.get(self.optimizer.name)
+            with_momentum = [n for n, g in groups.items() if g.momentum is not None]
+            if with_momentum and "momentum" not in info.uses:
+                raise ValueError(f"optimizer.groups.{with_momentum[0]}.momentum: {info.name} has no momentum")
+            filters = groups.get("filters")
+            if info.filters_only and filters is not None and filters.weight_decay:
+                raise ValueError(
+                    f"optimizer.groups.filters.weight_decay: {info.name} renormalises the filters, so weight decay has no effect there"
+                )
         if any(g.train_epochs for g in groups.values()) and not SCHEDULES.get(self.scheduler.name).factor:
             raise ValueError(
                 f"optimizer.groups.*.train_epochs needs a factor schedule (none, onecycle, cosine), not {self.scheduler.name}"

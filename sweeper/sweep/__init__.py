@@ -1,9 +1,10 @@
 """Run a spec's cells as trials of one Optuna study per (spec, profile), on one worker or many.
 
 `study.py` opens the study (storage, sampler, pruner), `ledger.py` reads cell states off its
-trials, `loop.py` is the worker loop, `runner.py` trains one cell in its MLflow run,
-`workers.py` starts local worker processes, `launch.py` holds the entry points re-exported here.
-Only this package imports optuna.
+trials, `loop.py` is the worker loop, `runner.py` trains one cell in its MLflow run, `launch.py`
+holds the entry points re-exported here; `launchers.py` is the launcher interface, `local.py` and
+`slurm.py` its implementations, `workers.py` starts local worker processes. Only this package
+imports optuna.
 """
 
 from sweeper.sweep.launch import run, status, worker

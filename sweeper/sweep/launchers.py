@@ -4,7 +4,7 @@ by name in one place (catalogue.LAUNCHERS: local, slurm; or the user's `file.py:
 
 Every worker is a `sweeper worker` claiming cells from the sweep's Optuna storage and logging to its
 MLflow store; a launcher only decides where those processes run and how to watch them. Adding one is a
-module with a class like `LocalLauncher` plus its catalogue entry (tests/test_launchers.py adds one).
+module with a class like `LocalLauncher` plus its catalogue entry (tests/sweep/test_launchers.py adds one).
 """
 
 from __future__ import annotations
@@ -100,12 +100,17 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--opt '{pair}' is not key=value, e.g. --opt partition=gpu or --opt options.account=proj.")
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value.strip()  # not a YAML scalar: the text as written
         parsed = value.strip() if isinstance(parsed, (dict, list)) or ":" in value else parsed
         *parents, leaf = key.strip().split(".")
         node = out
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--opt '{pair}': '{part}' was given a value of its own, so it has no keys to set.")
         node[leaf] = parsed
     return out
 

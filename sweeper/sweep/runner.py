@@ -159,6 +159,8 @@ def _train_logged(
 
     def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], LoopState]) -> None:
         state = checkpoints.snapshot(training_state.checkpoint(checkpoint(), cell.id, config))
+        if device.type == "mps":  # MPS is not safe to drive from a second thread: copy to the host here
+            state = checkpoints.to_cpu(state)
         log.log_epoch(metrics, state, best=state["best"]["epoch"] == metrics["epoch"])
         progress.update(task, completed=metrics["epoch"], description=f"  {name} val_acc {metrics['val_acc']:.3f}")
         if on_epoch_hook is not None:

@@ -26,6 +26,7 @@ import submitit
 from submitit.core.utils import DelayedSubmission
 
 from sweeper.errors import UserError, warn
+from sweeper.schema.spec import load_spec
 from sweeper.settings import get_settings
 from sweeper.sweep import launch
 from sweeper.sweep.launchers import ENV_STORAGE, Launched, Request, WorkerState, worker_environment
@@ -45,7 +46,7 @@ class SlurmOptions:
     partition: str | None = None
     time: str = "4:00:00"
     requeue: bool = False
-    extra: dict[str, str] = field(default_factory=dict)  # --slurm-opt key=value: any other sbatch option
+    extra: dict[str, str] = field(default_factory=dict)  # --opt options.KEY=VALUE: any other sbatch option
 
 
 def slurm_options(settings: Any) -> SlurmOptions:
@@ -59,7 +60,7 @@ def minutes(text: str) -> int:
     """SLURM's time formats (MM, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) in whole minutes, rounded up."""
     m = _TIME.match(text.strip())
     if not m:
-        raise UserError(f"--time '{text}' is not a SLURM time like 30, 4:00:00 or 1-12:00:00.")
+        raise UserError(f"time '{text}' is not a SLURM time like 30, 4:00:00 or 1-12:00:00.")
     days, a, b, c = (int(g) if g else None for g in m.groups())
     assert a is not None
     if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
@@ -95,18 +96,18 @@ def task_device(device: str, gpus_per_worker: int) -> str:
     if gpus_per_worker > 0:
         if device not in ("auto", "cuda"):
             raise UserError(
-                f"--gpus-per-worker {gpus_per_worker} gives each task GPUs, but --device is '{device}'; "
-                "use --device cuda (or auto), or --gpus-per-worker 0 for CPU workers."
+                f"gpus_per_worker={gpus_per_worker} gives each task GPUs, but --device is '{device}'; "
+                "use --device cuda (or auto), or --opt gpus_per_worker=0 for CPU workers."
             )
         if gpus_per_worker > 1:
             warn(
-                f"--gpus-per-worker {gpus_per_worker}: each worker trains one cell on one GPU, so "
+                f"gpus_per_worker={gpus_per_worker}: each worker trains one cell on one GPU, so "
                 f"{gpus_per_worker - 1} of its GPUs stay idle; ask for more --workers with one GPU each instead."
             )
         return "cuda"
     if device.startswith("cuda"):
         raise UserError(
-            f"--device {device} but the tasks get no GPUs; add --gpus-per-worker 1 (or the spec's launcher.gpus_per_worker)."
+            f"--device {device} but the tasks get no GPUs; add --opt gpus_per_worker=1 (or the spec's launcher.gpus_per_worker)."
         )
     return device
 
@@ -209,14 +210,14 @@ def submit(
     uri = get_settings().resolved_tracking_uri(tracking_uri)
     check_reachable(storage, uri)
     device = task_device(device, opts.gpus_per_worker)  # before anything is written
-    sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=uri, heartbeat=heartbeat)
-    plan(sw)
-    folder = log_dir(sw.spec.name, uri)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
+    folder = log_dir(load_spec(spec_path).name, uri)
+    try:  # SLURM must answer here before the study and its queued cells are written
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
     except RuntimeError as exc:
         raise UserError(f"cannot submit to SLURM from here: {exc} (`sinfo` must work on this machine).") from None
+    sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=uri, heartbeat=heartbeat)
+    plan(sw)
+    folder.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = dict(opts.extra)
     if opts.requeue:
         extra["requeue"] = True  # SLURM may requeue it on preemption too

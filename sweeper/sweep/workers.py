@@ -23,6 +23,7 @@ from rich.table import Table
 
 from sweeper.errors import UserError
 from sweeper.sweep.launchers import worker_environment
+from sweeper.training.device import usable_cores
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Launch:
 
 def cpu_count() -> int:
     """CPU cores this process may use (the affinity mask, where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return usable_cores()
 
 
 def visible_gpus(environ: Mapping[str, str]) -> list[str] | None:

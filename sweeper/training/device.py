@@ -65,6 +65,11 @@ def check_cuda_index(device: torch.device, count: int) -> None:
         )
 
 
+def usable_cores() -> int:
+    """CPU cores this process may use (its affinity mask, where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cpu_model() -> str:
     """The CPU's model name (Linux /proc/cpuinfo, else what platform knows)."""
     try:
@@ -147,7 +152,7 @@ def _cpu_busy_seconds() -> float | None:
 
 def free_cores(sample_s: float = THREAD_SAMPLE_S) -> float | None:
     """Cores of this process's CPU set that other processes left idle over `sample_s`; None where unknown."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     before, ours_before, tick = _cpu_busy_seconds(), sum(os.times()[:2]), time.monotonic()
     if before is None:
         return None

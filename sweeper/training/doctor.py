@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from sweeper.training.device import cpu_model, mps_available
+from sweeper.training.device import cpu_model, mps_available, usable_cores
 from sweeper.training.precision import choose_precision, cpu_has_bf16, native_precisions
 
 # The oldest driver each CUDA major version of the torch wheels runs on (NVIDIA's compatibility tables).
@@ -91,7 +92,7 @@ def gather() -> Facts:
     for i in range(torch.cuda.device_count() if available else 0):
         props = torch.cuda.get_device_properties(i)
         gpus.append(Gpu(i, props.name, (props.major, props.minor), props.total_memory / 2**30))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     return Facts(
         python=platform.python_version(),
         torch=torch.__version__,
@@ -117,14 +118,16 @@ def auto_precision(device_type: str, capability: tuple[int, int] | None = None, 
 
 def has_kernels(capability: tuple[int, int], arch_list: tuple[str, ...]) -> bool:
     """Whether a build runs on a GPU: native kernels for its capability, or PTX of an older one to JIT."""
-    major, minor = capability
-    archs = {a for a in arch_list if a.startswith("sm_")}
-    ptx = [a for a in arch_list if a.startswith("compute_")]
-    if f"sm_{major}{minor}" in archs:
-        return True
-    # cubins run on later minor versions of the same major; PTX on any later GPU
-    same_major = [a for a in archs if a[3:-1] == str(major) and int(a[-1]) <= minor]
-    return bool(same_major) or any(int(a.split("_")[1]) <= major * 10 + minor for a in ptx)
+    wanted = capability[0] * 10 + capability[1]
+
+    def number(arch: str) -> int | None:  # sm_90a -> 90, compute_120 -> 120
+        digits = re.match(r"\d+", arch.split("_", 1)[-1])
+        return int(digits.group()) if digits else None
+
+    cubins = [n for a in arch_list if a.startswith("sm_") and (n := number(a)) is not None]
+    ptx = [n for a in arch_list if a.startswith("compute_") and (n := number(a)) is not None]
+    # cubins run on later minor versions of the same major; PTX is compiled for any later GPU
+    return any(n // 10 == wanted // 10 and n <= wanted for n in cubins) or any(n <= wanted for n in ptx)
 
 
 def describe(facts: Facts) -> list[str]:
@@ -187,9 +190,3 @@ def advice(facts: Facts) -> list[str]:
                 "(bf16 would be emulated, several times slower)."
             )
     return out
-
-
-def main_lines() -> tuple[list[str], list[str]]:
-    """(report lines, warnings) for this machine."""
-    facts = gather()
-    return describe(facts), advice(facts)

@@ -11,8 +11,8 @@ relative size of each step and takes the place of weight decay for these weights
 
 Muon is for matrices only: biases, BatchNorm parameters (and, in the record, the linear head) take
 plain momentum SGD. Both live in this one optimizer, told apart by each group's `use_muon`, so a
-training loop, a schedule and a checkpoint see one optimizer (as the record's successors do).
-`split_params` makes the record's split.
+training loop, a schedule and a checkpoint see one optimizer (as the record's successors do);
+training/optim.py makes the record's split (filters, the rest).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 # The quintic p(x) = a*x + b*x^3 + c*x^5 applied to each singular value. Chosen (by the record) for
 # the steepest slope at zero rather than convergence to 1: three steps lift singular values from
@@ -145,10 +145,3 @@ class Muon(torch.optim.Optimizer):
                     p.mul_(math.sqrt(len(p)) / norm.clamp_min(NS_EPS))
                 p.add_(orthogonalize(direction, group["ns_steps"], group["precision"]), alpha=-group["lr"])
         return loss
-
-
-def split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """The record's split of trainable parameters: (conv filter banks for Muon, the rest for SGD)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    # Conv filters only, not every matrix: the record leaves the 2-D linear head to SGD.
-    return [p for p in trainable if p.ndim > 2], [p for p in trainable if p.ndim <= 2]

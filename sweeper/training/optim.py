@@ -19,6 +19,7 @@ from sweeper.catalogue import DEFAULT_GROUPS, OPTIMIZERS, SCHEDULES
 from sweeper.errors import UserError
 from sweeper.schema.config import OptimizerSpec, TrainConfig
 from sweeper.schema.targets import implementation
+from sweeper.training.precision import device_precisions
 
 Factor = Callable[[int], float]  # a schedule's lr multiplier at step (or epoch) k
 
@@ -64,6 +65,9 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
         groups.append({"params": members, "name": name, **group})
     if info.filters_only:
         kwargs.pop("weight_decay")
+        # Newton-Schulz in bf16 where the hardware has it; elsewhere emulated bf16 is only slower than fp32
+        device = next(model.parameters()).device
+        kwargs["precision"] = "bf16" if "bf16" in device_precisions(device) else "fp32"
     return factory(groups, **kwargs)
 
 
@@ -91,12 +95,9 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_pe
     if not any(limits) and cfg.scheduler.name == "none":
         return None  # a constant lr needs no scheduler
     unit = steps_per_epoch if info.per_batch else 1
-    factors = [
-        _until(
-            build(cfg.scheduler, limit or cfg.epochs, steps_per_epoch, cfg.optimizer.lr),
-            limit * unit if limit else None,
-        )
-        for limit in limits
+    factors = [  # each group's own lr: cosine's floor is eta_min whatever lr a group starts from
+        _until(build(cfg.scheduler, limit or cfg.epochs, steps_per_epoch, group["lr"]), limit * unit if limit else None)
+        for limit, group in zip(limits, optimizer.param_groups)
     ]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
 

@@ -26,6 +26,7 @@ from torch.func import functional_call
 from torch.nn.utils import get_total_norm
 
 from sweeper.schema.config import TrainConfig
+from sweeper.training.precision import device_rng_state, set_device_rng_state
 from sweeper.training.train import OnStep, Step
 
 Criterion = Callable[[torch.Tensor, torch.Tensor, nn.Module], torch.Tensor]
@@ -61,15 +62,13 @@ class ProbeResult:
 @contextmanager
 def _rng_restored(device: torch.device) -> Iterator[Callable[[], None]]:
     """Fork the CPU (and accelerator) RNG; yields a `rewind()` so every evaluation draws the same dropout."""
-    accel = getattr(torch, device.type) if device.type != "cpu" else None
+    accel = device.type != "cpu"
     with torch.random.fork_rng(devices=[device] if accel else [], device_type=device.type if accel else "cuda"):
-        cpu = torch.get_rng_state()
-        state = accel.get_rng_state(device) if accel else None
+        cpu, state = torch.get_rng_state(), device_rng_state(device)
 
         def rewind() -> None:
             torch.set_rng_state(cpu)
-            if accel is not None:
-                accel.set_rng_state(state, device)
+            set_device_rng_state(device, state)
 
         yield rewind
 

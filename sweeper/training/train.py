@@ -7,7 +7,8 @@ Speed comes from the data path and the settings, not from a different loop: uint
 the device, augmentation is batched tensor ops there, and channels_last, autocast (bf16, or fp16
 with a gradient scaler), large-batch inference-mode evaluation and optional torch.compile are
 config fields. Device rules live in device.py, numerics (precision, TF32, determinism, RNGs) in
-precision.py, and the optimizer, schedule, loss and weight average in recipe.py.
+precision.py, the optimizer and schedule in optim.py, the loss and weight average in recipe.py,
+an epoch's batches in batches.py and evaluation in evaluate.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from sweeper.catalogue import SCHEDULES
+from sweeper.errors import warn
 from sweeper.models import count_params, create_model
 from sweeper.schema.config import TrainConfig
 from sweeper.settings import get_settings
@@ -280,7 +282,15 @@ def train(
     statistics and RNG states as it found them; it costs a device sync per step, so it is opt-in.
     """
     device = pick_device(device) if isinstance(device, str) else device
-    precision = resolve_for(cfg.precision, device, resume).precision  # a resume keeps what the run began with
+    resolved = resolve_for(cfg.precision, device, resume)  # a resume keeps what the run began with
+    precision = resolved.precision
+    if resolved.converted:
+        warn(f"precision {resolved.converted}")
+    if resume is not None and resume.get("device_type") not in (None, device.type):
+        warn(
+            f"resumed on {device.type}, saved on {resume.get('device_type')}: the {resume.get('device_type')} random "
+            "generator does not carry over, so dropout masks differ from an uninterrupted run from here on"
+        )
     with numerics(precision, device, cfg.deterministic):
         return _train(cfg, data, device, precision, on_epoch, on_step, resume)
 

@@ -75,6 +75,11 @@ def test_settings_come_from_the_spec_its_profile_and_the_command_line(write_spec
         resolve(None, None, "local", {"gpus_per_worker": 1})
     with pytest.raises(UserError, match="not key=value"):
         parse_options(["partition"])
+    with pytest.raises(UserError, match="'options' was given a value of its own"):
+        parse_options(["options=x", "options.account=y"])
+    assert parse_options(["partition=[gpu", "x=*y"]) == {"partition": "[gpu", "x": "*y"}, (
+        "not YAML: the text as written"
+    )
 
 
 def test_an_unknown_launcher_is_a_user_error(write_spec):

@@ -93,7 +93,7 @@ def test_slurm_tasks_with_gpus_train_on_cuda(capsys):
     assert task_device("auto", 0) == "auto"
     assert task_device("cuda", 2) == "cuda"
     assert "1 of its GPUs stay idle" in capsys.readouterr().err
-    with pytest.raises(UserError, match="--gpus-per-worker 1"):
+    with pytest.raises(UserError, match="--opt gpus_per_worker=1"):
         task_device("cuda", 0)
     with pytest.raises(UserError, match="--device is 'cpu'"):
         task_device("cpu", 1)
@@ -165,6 +165,7 @@ def test_doctor_names_each_gpus_capability_kernels_and_precision():
     assert has_kernels((8, 9), ("sm_80", "sm_86")), "a cubin runs on later minors of its major"
     assert has_kernels((12, 0), ("sm_80", "compute_90")), "PTX is compiled for any later GPU"
     assert not has_kernels((6, 1), ("sm_75", "sm_80"))
+    assert has_kernels((9, 0), ("sm_80", "sm_90a")) and has_kernels((10, 0), ("compute_90a",)), "suffixed archs"
 
 
 def test_sweeper_doctor_runs_here():

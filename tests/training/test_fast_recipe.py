@@ -92,6 +92,10 @@ def test_unknown_groups_and_spans_without_a_factor_schedule_are_spec_errors():
         config(**{"optimizer.groups.heads": {"lr": 0.1}})
     with pytest.raises(ValidationError, match="needs a factor schedule"):
         config(scheduler={"name": "step"})
+    with pytest.raises(ValidationError, match="renormalises the filters"):
+        config(**{"optimizer.groups.filters.weight_decay": 0.01})
+    with pytest.raises(ValidationError, match="adam has no momentum"):
+        config(**{"optimizer.name": "adam", "optimizer.nesterov": False, "optimizer.groups.head.momentum": 0.5})
     other = {"model": {"name": "plain_cnn"}, "epochs": 1, "optimizer": {"groups": {"matrices": {"lr": 0.1}}}}
     assert TrainConfig.model_validate(other).optimizer.groups["matrices"].lr == 0.1  # by shape, any model
 
@@ -153,3 +157,19 @@ def test_the_logged_training_loss_is_per_image_whatever_the_reduction(synthetic_
         for r in ("mean", "sum")
     ]
     assert losses[1] == pytest.approx(losses[0], rel=1e-4) and 1.0 < losses[0] < 4.0
+
+
+def test_cosines_floor_is_eta_min_for_every_group():
+    cfg = config(
+        scheduler={"name": "cosine", "eta_min": 0.01},
+        **{"optimizer.groups.whiten_bias.train_epochs": None, "optimizer.groups.head.train_epochs": 8},
+    )
+    model = create_model("fast_net", widths=[8, 16, 16], bias_lr_scale=1.0)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch=1)
+    for _ in range(8):
+        optimizer.step()
+        scheduler.step()
+    # a group on a span of its own (head: all 8 epochs) stops at 0 after it; the others end at eta_min
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs.pop("head") == 0 and all(lr == pytest.approx(0.01) for lr in lrs.values()), lrs

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from sweeper.training.muon import NS_COEFFS, Muon, newton_schulz, orthogonalize, split_params
+from sweeper.training.muon import NS_COEFFS, Muon, newton_schulz, orthogonalize
+from sweeper.training.optim import parameter_groups
 
 
 def _quintic_band() -> tuple[float, float]:
@@ -88,7 +89,7 @@ def _tiny_net() -> nn.Module:
 def test_state_dict_round_trip_continues_identically() -> None:
     torch.manual_seed(0)
     model = _tiny_net()
-    muon_params, _ = split_params(model)
+    muon_params = parameter_groups(model)["filters"]
     opt = Muon(muon_params, lr=0.1, momentum=0.8)
     grads = [[torch.randn_like(p) for p in muon_params] for _ in range(4)]
 
@@ -104,7 +105,7 @@ def test_state_dict_round_trip_continues_identically() -> None:
     torch.save(opt.state_dict(), buffer)
     buffer.seek(0)
     clone = copy.deepcopy(model)
-    clone_params, _ = split_params(clone)
+    clone_params = parameter_groups(clone)["filters"]
     restored = Muon(clone_params)  # other defaults: the loaded state must bring its own
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     assert restored.param_groups[0]["lr"] == 0.05 and restored.param_groups[0]["momentum"] == 0.8
@@ -119,7 +120,8 @@ def _losses(muon_lr: float, steps: int = 20) -> list[float]:
     torch.manual_seed(0)
     model = _tiny_net()
     x, y = torch.randn(64, 3, 8, 8), torch.randint(0, 4, (64,))
-    muon_params, other = split_params(model)
+    groups = parameter_groups(model)
+    muon_params, other = groups.pop("filters"), [p for params in groups.values() for p in params]
     assert len(muon_params) == 2  # the two convs; the linear head and BatchNorm go to SGD
     optimizers = [Muon(muon_params, lr=muon_lr), torch.optim.SGD(other, lr=0.1, momentum=0.85, nesterov=True)]
     losses = []

@@ -90,13 +90,25 @@ def test_state_tensors_take_their_parameters_strides():
         assert opt.state[conv.weight][key].stride() == conv.weight.stride()
 
 
-def test_auto_is_resolved_once_and_kept_by_a_resume(small):
-    # The checkpoint says the run began in fp32; `auto` here may pick bf16 (AVX-512 BF16 hosts),
-    # and re-resolving it would switch the run's precision halfway.
+def test_auto_is_resolved_once_and_kept_by_a_resume(small, monkeypatch):
+    # The checkpoint says the run began in fp32; here `auto` picks bf16 (as on AVX-512 BF16 hosts, so
+    # the test means the same on every CPU), and re-resolving it would switch precision halfway.
     state = first_epoch_state(cfg(), small)
     assert state["precision"] == "fp32" and state["device_type"] == "cpu"
+    monkeypatch.setattr("sweeper.training.precision.cpu_has_bf16", lambda: True)
+    assert train(cfg(precision="auto", epochs=1), small, device="cpu").precision == "bf16", "a new run takes bf16"
     resumed = train(cfg(precision="auto"), small, device="cpu", resume=state)
     assert resumed.precision == "fp32"
+
+
+def test_a_checkpoint_from_before_numerics_were_stored_still_resumes(small):
+    # last.pt files written by earlier versions have no precision, device type or device generator
+    full = train(cfg(), small, device="cpu")
+    state = first_epoch_state(cfg(), small)
+    for key in ("precision", "device_type", "device_rng"):
+        del state[key]
+    resumed = train(cfg(), small, device="cpu", resume=state)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
 
 
 def test_a_resume_keeps_a_native_precision_and_converts_one_the_device_lacks():

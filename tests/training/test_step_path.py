@@ -11,6 +11,7 @@ import torch
 from mlflow import MlflowClient
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from sweeper.catalogue import AUGMENTS
 from sweeper.schema.config import TrainConfig, merge, unflatten
 from sweeper.training.batches import epoch_batches
 from sweeper.training.recipe import WeightAverage, loss_fn
@@ -41,7 +42,7 @@ class Created(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("preset", ["weak", "translate", "autoaugment", "strong"])
+@pytest.mark.parametrize("preset", AUGMENTS.names)
 def test_a_steps_batch_is_made_on_the_training_device_without_reading_back(preset):
     # `meta` stands in for a GPU: a tensor made on the CPU inside a step would show as "cpu", and any
     # read back to the host (.item(), nonzero, a boolean mask) fails or shows as a read.
