@@ -107,6 +107,14 @@ def synthetic_data():
     return synthetic(n_train=600, n_test=200, seed=0)
 
 
+@pytest.fixture(scope="session")
+def small(synthetic_data):
+    """Tiny splits of the synthetic set: 96 training, 20 validation and 40 test images."""
+    from sweeper.training.data import make_splits
+
+    return make_splits(*synthetic_data, val_size=20, train_size=96, test_size=40, seed=0)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, synthetic_data, monkeypatch) -> Path:
     """A prepared data dir holding the synthetic set, as `sweeper data prepare` would leave it."""

@@ -7,9 +7,11 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
 from conftest import TINY_SPEC, free_port  # noqa: F401 - free_port: shared from here too
 from mlflow import MlflowClient
 
+from sweeper.schema.config import TrainConfig, merge, unflatten
 from sweeper.training.splits import CLASSES
 
 SMALL_DATA = {
@@ -48,3 +50,23 @@ def write_batches(folder: Path, per_batch: int = 4) -> dict[str, np.ndarray]:
         written[name] = (batch, labels)
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CLASSES)}))
     return written
+
+
+# A small network and training set for tests of the loop's pieces (seconds a run).
+BASE = {
+    "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
+    "data": {"augment": "weak", "batch_size": 32, "val_size": 50, "train_size": 200, "test_size": 100},
+    "optimizer": {"name": "adam", "lr": 3e-3},
+    "epochs": 2,
+    "precision": "fp32",
+}
+
+
+def cfg(base: dict = BASE, **changes: object) -> TrainConfig:
+    """A config from `base` with dotted changes."""
+    return TrainConfig.model_validate(merge(base, unflatten(changes)))
+
+
+def noise(n: int, seed: int = 0) -> torch.Tensor:
+    """n random uint8 CIFAR-shaped images."""
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)

@@ -6,21 +6,13 @@ import copy
 
 import pytest
 import torch
+from helpers import BASE, cfg
 
 from sweeper.models import create_model
 from sweeper.models.fast import PatchWhitening, _conv
-from sweeper.schema.config import TrainConfig, merge, unflatten
 from sweeper.training import train as T
 from sweeper.training.augment import normalize
-from sweeper.training.data import make_splits
 
-BASE = {
-    "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
-    "data": {"augment": "weak", "batch_size": 32, "val_size": 50, "train_size": 200, "test_size": 100},
-    "optimizer": {"name": "adam", "lr": 3e-3},
-    "epochs": 2,
-    "precision": "fp32",
-}
 FAST = {
     "model": {"name": "fast_net", "widths": [8, 16, 16]},
     "activation": "gelu",
@@ -29,19 +21,6 @@ FAST = {
     "ema_decay": 0.9,
     "tta": True,
 }
-
-
-def cfg(base: dict = BASE, **changes) -> TrainConfig:
-    return TrainConfig.model_validate(merge(base, unflatten(changes)))
-
-
-@pytest.fixture(scope="module")
-def small(synthetic_data):
-    return make_splits(*synthetic_data, val_size=20, train_size=96, test_size=40, seed=0)
-
-
-def noise(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
 
 
 def test_patch_whitening_decorrelates_patches():

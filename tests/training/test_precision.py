@@ -34,13 +34,6 @@ def cfg(**changes) -> TrainConfig:
     return TrainConfig.model_validate(merge(BASE, unflatten(changes)))
 
 
-@pytest.fixture(scope="module")
-def small(synthetic_data):
-    from sweeper.training.data import make_splits
-
-    return make_splits(*synthetic_data, val_size=20, train_size=96, test_size=40, seed=0)
-
-
 def first_epoch_state(config: TrainConfig, data) -> dict:
     """The checkpoint after epoch 1 of `config`, as a killed run leaves it."""
     saved: dict = {}
