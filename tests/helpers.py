@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,22 @@ def cfg(base: dict = BASE, **changes: object) -> TrainConfig:
 def noise(n: int, seed: int = 0) -> torch.Tensor:
     """n random uint8 CIFAR-shaped images."""
     return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def running_trial_past(storage: object, epochs: int, timeout: float) -> object | None:
+    """The first trial of study tiny/default that is RUNNING and has logged `epochs` epochs, polled for
+    up to `timeout` seconds (None if none got there): a worker to signal or kill mid-cell."""
+    import optuna
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="tiny/default", storage=storage)
+        except KeyError:
+            continue
+        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        found = next((t for t in running if t.user_attrs.get("sweeper.epoch", 0) >= epochs), None)
+        if found is not None:
+            return found
+    return None

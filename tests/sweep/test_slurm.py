@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import grid_spec
+from helpers import grid_spec, running_trial_past
 from mlflow import MlflowClient
 
 from sweeper.schema.spec import expand, load_spec
@@ -78,16 +78,8 @@ def test_array_of_two_workers_with_one_requeued_mid_cell(slurm, write_spec, data
     array = ids[0].split("_")[0]
     storage = optuna.storages.RDBStorage("postgresql+psycopg://" + pg_url.split("://", 1)[1])  # one pool
 
-    victim = None  # a trial past its first epoch: its task is told it is preempted (USR2, as at a time limit)
-    deadline = time.monotonic() + 150
-    while victim is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            study = optuna.load_study(study_name="tiny/default", storage=storage)
-        except KeyError:
-            continue
-        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        victim = next((t for t in running if t.user_attrs.get("sweeper.epoch", 0) >= 1), None)
+    # a trial past its first epoch: its task is told it is preempted (USR2, as at a time limit)
+    victim = running_trial_past(storage, 1, timeout=150)
     assert victim is not None, "no array task reached the end of an epoch\n" + squeue(array)
     index = victim.user_attrs["sweeper.worker"].rsplit("#", 1)[1].strip()
     subprocess.run(["scancel", "--signal=USR2", f"{array}_{index}"], check=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers import cell_runs, grid_spec
+from helpers import cell_runs, grid_spec, running_trial_past
 from rich.console import Console
 
 from sweeper import sweep
@@ -76,22 +75,7 @@ def test_a_worker_killed_mid_cell_has_its_cell_finished_by_the_other(write_spec,
     procs = [_worker(path, store_uri, i, tmp_path / f"w{i}.log") for i in range(2)]
     try:
         storage = sweep.storage_url(None, store_uri)
-        victim = None
-        deadline = time.monotonic() + 240
-        while victim is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                study = optuna.load_study(study_name="tiny/default", storage=storage)
-            except KeyError:
-                continue
-            victim = next(
-                (
-                    t
-                    for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-                    if t.user_attrs.get("sweeper.epoch", 0) >= 1
-                ),
-                None,
-            )
+        victim = running_trial_past(storage, 1, timeout=240)
         assert victim is not None, "no worker reached the end of an epoch"
         pid = int(victim.user_attrs["sweeper.worker"].split(":")[1].split()[0])
         killed = next(p for p in procs if p.pid == pid)
