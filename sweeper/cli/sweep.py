@@ -59,7 +59,7 @@ def run(
         typer.Option(
             "--opt",
             help="A launcher setting as key=value; repeat. SLURM: gpus_per_worker, cpus_per_worker, partition, "
-            "time, requeue, options.ACCOUNT-style sbatch options.",
+            "time, requeue, and options.KEY=VALUE for any other sbatch option.",
         ),
     ] = None,
     storage: StorageOpt = None,
