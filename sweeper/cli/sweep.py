@@ -144,7 +144,6 @@ def status(
 ) -> None:
     """Print how many cells of a sweep are done, running, failed, pruned and left, what runs now, and the workers."""
     from sweeper import sweep
-    from sweeper.schema.launcher import resolve
     from sweeper.sweep.launchers import launcher as launcher_named
 
     snap, loaded = sweep.status(spec, profile, storage=storage, tracking_uri=tracking_uri)
@@ -158,9 +157,19 @@ def status(
     for cid, state in snap.states.items():
         if state == "failed":
             say(f"  failed: {snap.names[cid]}")
-    settings = resolve(loaded.launcher, profile, launcher, {})
-    for w in launcher_named(settings.name, spec).states(loaded.name, tracking_uri):
-        say(f"  {settings.name} {w.worker}: {w.state}" + (f" ({w.where})" if w.where else ""))
+    for name in _launchers(loaded, profile, launcher):
+        for w in launcher_named(name, spec).states(loaded.name, tracking_uri):
+            say(f"  {name} {w.worker}: {w.state}" + (f" ({w.where})" if w.where else ""))
+
+
+def _launchers(loaded, profile: str | None, launcher: str | None) -> list[str]:
+    """The launchers whose workers `status` and `logs` look for: the one named by `--launcher`, else the spec's
+    and every built-in one (a sweep submitted with `run --launcher slurm` is found without repeating it)."""
+    from sweeper.catalogue import LAUNCHERS
+    from sweeper.schema.launcher import resolve
+
+    chosen = resolve(loaded.launcher, profile, launcher, {}).name
+    return [chosen] if launcher else list(dict.fromkeys([chosen, *LAUNCHERS.names]))
 
 
 def logs(
@@ -173,15 +182,17 @@ def logs(
     launcher: LauncherOpt = None,
 ) -> None:
     """Print the last lines of each worker's log (stdout and stderr) of a spec's sweep, as its launcher keeps them."""
-    from sweeper.schema.launcher import resolve
     from sweeper.schema.spec import load_spec
     from sweeper.sweep.launchers import launcher as launcher_named
 
     loaded = load_spec(spec)
-    settings = resolve(loaded.launcher, None, launcher, {})
-    files = launcher_named(settings.name, spec).logs(loaded.name, tracking_uri, worker)
+    names = _launchers(loaded, None, launcher)
+    files = [f for name in names for f in launcher_named(name, spec).logs(loaded.name, tracking_uri, worker)]
     if not files:
-        raise UserError(f"no {settings.name} worker logs for {spec} (is `--launcher` the one the sweep ran with?).")
+        raise UserError(
+            f"no worker logs of {' or '.join(names)} workers for {spec}"
+            + (f" (task or worker {worker!r})." if worker else " (has the sweep run with workers yet?).")
+        )
     for path in files:
         text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         console.print(f"==> {path} <==\n{text}", highlight=False, markup=False, soft_wrap=True)

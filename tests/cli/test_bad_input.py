@@ -220,10 +220,12 @@ def test_no_password_in_argv_logs_console_report_or_errors(
     monkeypatch,
 ):
     monkeypatch.chdir(tmp_path)
-    with sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://")).connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("CREATE DATABASE runs14")
     storage = postgres_url.replace("postgres@", f"postgres:{PASSWORD}@")
     tracking_uri = storage.replace("postgresql://", "postgresql+psycopg://").replace("/sweeps", "/runs14")
+    with sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://")).connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            f"CREATE DATABASE {tracking_uri.rsplit('/', 1)[1]}"
+        )
     path = write_spec(grid_spec())
     out = io.StringIO()
     seen: dict[int, str] = {}
