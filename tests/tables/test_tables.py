@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import shutil
+import unittest.mock
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from typer.testing import CliRunner
 from sweeper import sweep, tables
 from sweeper.cli import app
 from sweeper.errors import Pruned, UserError
-from sweeper.runs import cellrun, tracking
+from sweeper.runs import cellrun, system, tracking
 from sweeper.schema.spec import expand, load_spec, trial_cell
 from sweeper.schema.table import Metric
 from sweeper.tables import compare
@@ -153,7 +154,9 @@ def log_known(uri: str, path: Path, outcomes: dict, profile: str | None = None) 
         if outcome is None:
             continue
         ctx = cellrun.cell_run(store, exp, parent, cell, spec, profile)
-        log = ctx.__enter__()
+        # no system-metrics sampler: a run left RUNNING would keep its thread polling the store past the test
+        with unittest.mock.patch.dict(os.environ, {system.SWITCH: "false"}):
+            log = ctx.__enter__()
         if outcome == "running":
             _open_runs.append(ctx)
             continue
