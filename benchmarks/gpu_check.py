@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from sweeper.catalogue import AUGMENTS  # noqa: E402
 from sweeper.runs import checkpoints  # noqa: E402
-from sweeper.schema.config import TrainConfig, merge, unflatten  # noqa: E402
+from sweeper.schema.config import TrainConfig  # noqa: E402
+from sweeper.schema.dotted import merge, unflatten  # noqa: E402
 from sweeper.schema.spec import expand, load_spec  # noqa: E402
 from sweeper.training.augment import normalize  # noqa: E402
 from sweeper.training.batches import epoch_batches  # noqa: E402

@@ -31,7 +31,7 @@ import yaml
 from sweeper import tables
 from sweeper.runs import cellrun, tracking
 from sweeper.runs import db as runs_db
-from sweeper.schema.config import flatten
+from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import expand, load_spec
 from sweeper.tables import runs as table_runs
 

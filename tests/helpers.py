@@ -12,7 +12,8 @@ import torch
 from conftest import TINY_SPEC, free_port  # noqa: F401 - free_port: shared from here too
 from mlflow import MlflowClient
 
-from sweeper.schema.config import TrainConfig, merge, unflatten
+from sweeper.schema.config import TrainConfig
+from sweeper.schema.dotted import merge, unflatten
 from sweeper.training.splits import CLASSES
 
 SMALL_DATA = {

@@ -10,7 +10,8 @@ from torch import nn
 
 from sweeper import catalogue as C
 from sweeper.models import REGISTERED, create_model
-from sweeper.schema.config import SCHEDULE_BLOCKS, TrainConfig, _tags
+from sweeper.schema import fields
+from sweeper.schema.config import SCHEDULE_BLOCKS, TrainConfig
 from sweeper.schema.search import PRUNER_BLOCKS
 from sweeper.schema.targets import implementation
 from sweeper.sweep import study
@@ -28,7 +29,7 @@ def test_every_built_in_model_is_registered_and_every_registered_one_listed():
 
 def test_the_schema_takes_exactly_the_catalogues_names():
     def tags(field: str) -> set[str]:
-        return set(_tags(TrainConfig.model_fields[field].annotation)) - {"custom"}
+        return set(fields.tags(TrainConfig.model_fields[field].annotation)) - {"custom"}
 
     assert tags("model") == set(C.MODELS.names)
     assert tags("optimizer") == set(C.OPTIMIZERS.names)

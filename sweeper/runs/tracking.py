@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import yaml
 
 from sweeper.errors import UserError
-from sweeper.schema.config import flatten
+from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec
 from sweeper.secrets import mask_uri
 from sweeper.settings import CONNECT_TIMEOUT, get_settings

@@ -12,7 +12,9 @@ from pydantic import BaseModel
 
 from sweeper.catalogue import LOSSES, OPTIMIZERS, PENALTIES, Kind, metric_names
 from sweeper.errors import did_you_mean
-from sweeper.schema.config import TrainConfig, _members, fields_at, flatten
+from sweeper.schema.config import TrainConfig
+from sweeper.schema.dotted import flatten
+from sweeper.schema.fields import fields_at, members
 
 # (block, the field in it that names a choice, the catalogue of that choice): each entry's `uses`
 # says which settings of the block it reads. A non-default value of a setting the chosen entry does
@@ -106,10 +108,10 @@ def _unknown(key: str, options: list[str], what: str) -> str:
 def dotted_keys(root: type[BaseModel], prefix: str = "") -> list[str]:
     """Every dotted key under a model, through every member of its unions."""
     out: list[str] = []
-    for model in _members(root) or [root]:
+    for model in members(root) or [root]:
         for name, field in model.model_fields.items():
             out.append(prefix + name)
-            for member in _members(field.annotation):
+            for member in members(field.annotation):
                 out.extend(dotted_keys(member, f"{prefix}{name}."))
     return sorted(set(out))
 

@@ -6,9 +6,9 @@ override key, the MLflow param and the table column.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sweeper.catalogue import (
     ACTIVATIONS,
@@ -357,93 +357,3 @@ class TrainConfig(Strict):
     deterministic: bool = Field(
         False, description="deterministic algorithms, no cuDNN autotuning: bit-identical reruns on one GPU, slower"
     )
-
-
-# Fields whose value is "one of several kinds": switching the kind replaces the whole block.
-KIND_FIELDS = ("model", "scheduler")
-# Blocks whose `name` picks among several models (kind fields, and blocks that may name the user's code).
-TAGGED_FIELDS = ("model", "scheduler", "optimizer", "loss")
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {dotted.key: value}; lists stay values."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
-def unflatten(overrides: dict[str, Any]) -> dict[str, Any]:
-    """{dotted.key: value} (or nested dicts, or a mix) -> nested dict."""
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        *parents, leaf = str(key).split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"'{key}' sets a field inside '{part}', which is not a block")
-        if isinstance(value, dict):
-            value = unflatten(value)
-            if isinstance(node.get(leaf), dict):
-                value = merge(node[leaf], value)
-        node[leaf] = value
-    return out
-
-
-def merge(base: dict[str, Any], override: dict[str, Any], top: bool = True) -> dict[str, Any]:
-    """Deep-merge override into base; a new `name` in a kind field replaces that block whole."""
-    out = dict(base)
-    for key, value in override.items():
-        old = out.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            new_kind = top and key in KIND_FIELDS and value.get("name", old.get("name")) != old.get("name")
-            out[key] = dict(value) if new_kind else merge(old, value, top=False)
-        else:
-            out[key] = value
-    return out
-
-
-def _members(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models inside an annotation (Annotated, Union, Optional unwrapped), each once."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return list(dict.fromkeys(m for arg in get_args(annotation) for m in _members(arg)))
-
-
-def _tags(annotation: Any) -> dict[str, type[BaseModel]]:
-    """{union tag: its model} of a tagged union annotation (see choices.tagged_union)."""
-    out: dict[str, type[BaseModel]] = {}
-    for arg in get_args(annotation):
-        inner = get_args(arg)
-        tag = next((m.tag for m in inner[1:] if isinstance(m, Tag)), None) if inner else None
-        if tag is not None and _members(inner[0]):
-            out[tag] = _members(inner[0])[0]
-        else:
-            out.update(_tags(arg))
-    return out
-
-
-def kind_tags() -> set[str]:
-    """Every tag of the tagged blocks (model, scheduler, optimizer, loss): pydantic puts them in error locations."""
-    return {tag for field in TAGGED_FIELDS for tag in _tags(TrainConfig.model_fields[field].annotation)}
-
-
-def fields_at(root: type[BaseModel], loc: tuple) -> list[str]:
-    """Valid keys of the block at a pydantic error location (tags pick the union member)."""
-    models = [root]
-    tags: dict[str, type[BaseModel]] = {}
-    for part in loc:
-        if not models:
-            return []
-        if part in tags:
-            models, tags = [tags[part]], {}
-            continue
-        field = models[0].model_fields.get(str(part))
-        models = _members(field.annotation) if field else []
-        tags = _tags(field.annotation) if field else {}
-    return sorted({name for m in models for name in m.model_fields})

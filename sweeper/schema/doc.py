@@ -13,7 +13,8 @@ from pydantic_core import PydanticUndefined
 
 from sweeper.catalogue import BRING_YOUR_OWN, KINDS
 from sweeper.schema.choices import Named
-from sweeper.schema.config import TrainConfig, _members
+from sweeper.schema.config import TrainConfig
+from sweeper.schema.fields import members
 from sweeper.schema.spec import Spec
 
 _BOUNDS = {Ge: ">=", Gt: ">", Le: "<=", Lt: "<", MinLen: "length >=", MaxLen: "length <="}
@@ -81,9 +82,9 @@ _NOTES = {
 def _container(annotation: Any) -> tuple[str, Any] | None:
     """('[]', item) for a list of blocks, ('.<key>', value) for a mapping to blocks."""
     origin, args = get_origin(annotation), get_args(annotation)
-    if origin is list and args and _members(args[0]):
+    if origin is list and args and members(args[0]):
         return "[]", args[0]
-    if origin is dict and len(args) == 2 and _members(args[1]):
+    if origin is dict and len(args) == 2 and members(args[1]):
         return ".<key>", args[1]
     if origin in (Union, types.UnionType):
         found = [c for a in args if (c := _container(a))]
@@ -100,18 +101,18 @@ def _fields(model: type[BaseModel], prefix: str, out: list[str], note: str = "")
         inner = _container(field.annotation)
         if inner:
             nested.append((f"{prefix}{name}{inner[0]}.", inner[1]))
-        elif _members(field.annotation):
+        elif members(field.annotation):
             nested.append((f"{prefix}{name}.", field.annotation))
             continue
         facts = "; ".join(x for x in (_named(field) or _type(field.annotation), _bounds(field), _default(field)) if x)
         meaning = field.description or (_NOTES.get(name, "") if not prefix else "")
         out.append(f"  {prefix}{name}: {facts}" + (f"  -- {meaning}" if meaning else ""))
     for sub, annotation in nested:
-        members = _members(annotation)
-        for member in members:
+        kinds = members(annotation)
+        for member in kinds:
             tag = member.model_fields.get("name") or member.model_fields.get("type")
             label = f"{'name' if 'name' in member.model_fields else 'type'}: {_type(tag.annotation)}" if tag else ""
-            _fields(member, sub, out, label if len(members) > 1 else "")
+            _fields(member, sub, out, label if len(kinds) > 1 else "")
 
 
 def schema_text() -> str:

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ValidationError
 from sweeper.catalogue import BRING_YOUR_OWN, LOSSES, MODELS, OPTIMIZERS, PRUNERS, SCHEDULES, Kind
 from sweeper.errors import did_you_mean
 from sweeper.schema.checks import suggest_key
-from sweeper.schema.config import KIND_FIELDS, kind_tags
+from sweeper.schema.dotted import KIND_FIELDS
+from sweeper.schema.fields import kind_tags
 from sweeper.schema.search import SEARCH_TAGS
 
 Candidates = Callable[[tuple], list[tuple]]

@@ -15,7 +15,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from sweeper.errors import UserError
 from sweeper.schema import usercode
 from sweeper.schema.checks import inert_settings, table_problems
-from sweeper.schema.config import Strict, TrainConfig, merge, unflatten
+from sweeper.schema.config import Strict, TrainConfig
+from sweeper.schema.dotted import merge, unflatten
 from sweeper.schema.explain import CONTEXT, cell_locations, explain, line_of, paragraph, problem
 from sweeper.schema.ids import config_hash
 from sweeper.schema.launcher import LauncherSpec

@@ -12,7 +12,7 @@ from typing import Any
 
 from sweeper.errors import UserError, did_you_mean
 from sweeper.runs import artifacts
-from sweeper.schema.config import flatten
+from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.schema.table import Column
 from sweeper.tables.formats import check, fmt_number, fmt_value, key_text, render  # noqa: F401 - the API

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 
 from sweeper.models import create_model
-from sweeper.schema.config import TrainConfig, merge, unflatten
+from sweeper.schema.config import TrainConfig
+from sweeper.schema.dotted import merge, unflatten
 from sweeper.schema.spec import expand, load_spec
 from sweeper.training.augment import alternating_flips
 from sweeper.training.evaluate import _views

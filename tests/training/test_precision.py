@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from sweeper.schema.config import TrainConfig, merge, unflatten
+from sweeper.schema.config import TrainConfig
+from sweeper.schema.dotted import merge, unflatten
 from sweeper.training.device import match_param_layouts
 from sweeper.training.precision import (
     choose_precision,

@@ -12,7 +12,8 @@ from mlflow import MlflowClient
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sweeper.catalogue import AUGMENTS
-from sweeper.schema.config import TrainConfig, merge, unflatten
+from sweeper.schema.config import TrainConfig
+from sweeper.schema.dotted import merge, unflatten
 from sweeper.training.batches import epoch_batches
 from sweeper.training.recipe import WeightAverage, loss_fn
 

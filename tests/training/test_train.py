@@ -24,7 +24,7 @@ BASE = {
 
 
 def cfg(**changes) -> TrainConfig:
-    from sweeper.schema.config import merge, unflatten
+    from sweeper.schema.dotted import merge, unflatten
 
     return TrainConfig.model_validate(merge(BASE, unflatten(changes)))
 
