@@ -29,8 +29,10 @@ demo: data
 	SWEEPER_DATA_DIR=$(DATA_DIR) $(SWEEPER) run experiments/activations.yaml --profile quick
 	$(SWEEPER) table activations --profile quick
 
+# The suite spread over the cores (at most 4), a test at a time to whichever worker is free; each worker
+# starts its own PostgreSQL and MLflow server. `pytest -n0 tests/...` runs one file serially.
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
 
 # Style (ruff lint + format), types (mypy) and the architecture (import-linter contracts in pyproject.toml).
 lint: venv
