@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=1.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--presets", nargs="+", default=list(AUGMENTS), choices=AUGMENTS)
+    parser.add_argument("--presets", nargs="+", default=list(AUGMENTS.names), choices=AUGMENTS.names)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type != "cpu":
