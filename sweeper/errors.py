@@ -23,7 +23,9 @@ def warn(message: str) -> None:
 
     The one channel library code warns through, so every warning reads alike and tests can catch them.
     """
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    from sweeper.secrets import mask_uri  # library errors quote URIs with their passwords
+
+    print(f"warning: {mask_uri(message)}", file=sys.stderr, flush=True)
 
 
 def did_you_mean(word: str, options: Iterable[str], cutoff: float = 0.5) -> str:

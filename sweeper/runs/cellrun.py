@@ -192,8 +192,12 @@ def _start(
         run_id, state = found
         resumes = int(tracking.mark_running(store, run_id).get(Tag.RESUMES, "0")) + 1
         log = CellLogger(store, run_id, resume=state, logged=tracking.logged_steps(store, run_id, "train_loss"))
-        log.set_tags({**ours, Tag.RESUMES: str(resumes), Tag.RESUMED_FROM_EPOCH: str(state["epoch"])})
-        log.relog(state["history"])
+        try:
+            log.set_tags({**ours, Tag.RESUMES: str(resumes), Tag.RESUMED_FROM_EPOCH: str(state["epoch"])})
+            log.relog(state["history"])
+        except BaseException:
+            log.close()  # its writer and system-metrics threads must not outlive a resume that failed
+            raise
         return log
     tags = {
         Tag.PARENT_RUN: parent_id,

@@ -7,6 +7,7 @@ which takes the user's keyword arguments as they are (checked against the signat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
@@ -45,11 +46,14 @@ def literal(kind: Kind[Any], family: str | None = None) -> Any:
     return Literal[names] if names else str
 
 
-def _tag_of(kind: Kind[Any], default: str | None) -> Any:
+def _tag_of(kind: Kind[Any], default: str | Callable[[dict], str] | None) -> Any:
     def tag(value: Any) -> str | None:
         if not isinstance(value, (dict, BaseModel)):
             return None  # not a block at all: explain.message says how to write one
-        name = value.get("name", default) if isinstance(value, dict) else getattr(value, "name", default)
+        if isinstance(value, dict):
+            name = value.get("name", default(value) if callable(default) else default)
+        else:
+            name = getattr(value, "name", default)
         if isinstance(name, str) and kind.plugins and is_reference(name):
             return CUSTOM
         return name if isinstance(name, str) else None
@@ -58,10 +62,13 @@ def _tag_of(kind: Kind[Any], default: str | None) -> Any:
 
 
 def tagged_union(
-    kind: Kind[Any], member: Any, custom: type[BaseModel] | None = None, default: str | None = None
+    kind: Kind[Any],
+    member: Any,
+    custom: type[BaseModel] | None = None,
+    default: str | Callable[[dict], str] | None = None,
 ) -> Any:
     """A block whose `name` picks its model: `member(name)` for each catalogue name, `custom` for references;
-    a block without a name is the `default` name's (none: the name is required)."""
+    a block without a name is the `default` name's, or `default(block)`'s (none: the name is required)."""
     options: list[Any] = [Annotated[member(e.name), Tag(e.name)] for e in kind]
     if custom is not None and kind.plugins:
         options.append(Annotated[custom, Tag(CUSTOM)])

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sweeper.schema.plugins import is_reference
+
 # Fields whose value is "one of several kinds": switching the kind replaces the whole block.
 KIND_FIELDS = ("model", "scheduler")
+# Flat blocks of built-ins that may also name the user's code: a switch to or from that code replaces the block
+# (the user's keyword arguments mean nothing to a built-in, nor `momentum` to the user's class).
+CODE_FIELDS = ("optimizer", "loss")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -40,12 +45,16 @@ def unflatten(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(base: dict[str, Any], override: dict[str, Any], top: bool = True) -> dict[str, Any]:
-    """Deep-merge override into base; a new `name` in a kind field replaces that block whole."""
+    """Deep-merge override into base; a new `name` in a kind field, or one to or from the user's code in an
+    optimizer or loss block, replaces that block whole."""
     out = dict(base)
     for key, value in override.items():
         old = out.get(key)
         if isinstance(value, dict) and isinstance(old, dict):
-            new_kind = top and key in KIND_FIELDS and value.get("name", old.get("name")) != old.get("name")
+            before, after = old.get("name"), value.get("name", old.get("name"))
+            renamed = top and after != before
+            code = key in CODE_FIELDS and (is_reference(before) or is_reference(after))
+            new_kind = renamed and (key in KIND_FIELDS or code)
             out[key] = dict(value) if new_kind else merge(old, value, top=False)
         else:
             out[key] = value

@@ -52,18 +52,29 @@ class CustomLauncher(Custom):
 
 
 SETTINGS: dict[str, type[Strict]] = {"local": LocalSettings, "slurm": SlurmSettings}
+# Keys only SLURM's settings have: before the block named its launcher, it held SLURM's settings alone.
+SLURM_ONLY = frozenset(SlurmSettings.model_fields) - frozenset(LocalSettings.model_fields)
+
+
+def _unnamed(block: dict) -> str:
+    """The launcher a block without `name` describes: SLURM's when it sets a SLURM-only key (a spec written
+    before `name:` existed still validates; it stays the settings `--launcher slurm` uses), else local."""
+    return "slurm" if SLURM_ONLY & block.keys() else "local"
+
 
 if TYPE_CHECKING:  # what mypy can read; pydantic gets the catalogue's tagged union
     LauncherSpec: TypeAlias = Union[LocalSettings, SlurmSettings, CustomLauncher]
 else:
-    LauncherSpec = tagged_union(LAUNCHERS, lambda name: SETTINGS[name], CustomLauncher, default="local")
+    LauncherSpec = tagged_union(LAUNCHERS, lambda name: SETTINGS[name], CustomLauncher, default=_unnamed)
 
 
 def resolve(block: Any, profile: str | None, name: str | None, options: dict[str, Any]) -> Any:
     """The settings a run uses: the spec's block (its profile's overrides on top) for the launcher `name`
     (default: the block's), then the command line's `--opt key=value` on top; a UserError names a bad key."""
     given: dict[str, Any] = block.model_dump(exclude_none=True) if block is not None else {}
-    chosen = name or given.get("name", "local")
+    # a block that does not name its launcher (SLURM's settings, as specs wrote them before) leaves `local` the default
+    named = block is not None and "name" in block.model_fields_set
+    chosen = name or (given["name"] if named else "local")
     if chosen not in LAUNCHERS and not is_reference(chosen):
         raise UserError(LAUNCHERS.unknown(chosen))
     if given.get("name", chosen) != chosen:

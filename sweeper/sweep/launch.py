@@ -53,6 +53,7 @@ def run(
     )  # one, for all workers
     launch = workers.Launch(
         sw.path,
+        sw.spec.name,
         profile,
         storage_url(storage, sw.store.uri),
         sw.store.uri,

@@ -92,7 +92,7 @@ def settings_for(spec_path: Path, profile: str | None, name: str | None, options
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """`--opt key=value` pairs as settings (values read as YAML scalars: 8, true, 4:00:00 stays a string)."""
+    """`--opt key=value` pairs as settings (values read as YAML scalars: 8, true; 4:00:00 and options.* stay text)."""
     import yaml
 
     out: dict[str, Any] = {}
@@ -104,8 +104,9 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
             parsed = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             parsed = value.strip()  # not a YAML scalar: the text as written
-        parsed = value.strip() if isinstance(parsed, (dict, list)) or ":" in value else parsed
         *parents, leaf = key.strip().split(".")
+        if isinstance(parsed, (dict, list)) or ":" in value or parents[:1] == ["options"]:
+            parsed = value.strip()  # sbatch's own options are text: --opt options.exclusive=true passes "true"
         node = out
         for part in parents:
             node = node.setdefault(part, {})

@@ -31,6 +31,7 @@ class Launch:
     """What every worker of one sweep is started with."""
 
     spec_path: Path
+    spec_name: str  # the spec's `name:`, which its worker logs are named after (`sweeper logs` finds them by it)
     profile: str | None
     storage: str
     tracking_uri: str
@@ -161,7 +162,7 @@ def run_local(
 ) -> None:
     """Start one worker per `assignments` entry and show progress until all exit; Ctrl-C stops them cleanly."""
     launch.log_dir.mkdir(parents=True, exist_ok=True)
-    logs = [launch.log_dir / f"{launch.spec_path.stem}-worker{i}.log" for i in range(len(plan))]
+    logs = [launch.log_dir / f"{launch.spec_name}-worker{i}.log" for i in range(len(plan))]
     procs = []
     for i, (env, device, threads) in enumerate(plan):
         logs[i].unlink(missing_ok=True)  # O_CREAT's mode applies to a new file only

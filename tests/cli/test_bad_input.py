@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from sweeper import sweep
 from sweeper.cli import app
-from sweeper.errors import UserError
+from sweeper.errors import UserError, warn
 from sweeper.secrets import mask_uri
 from sweeper.sweep.workers import Launch, command
 from sweeper.tables import compare
@@ -195,7 +195,14 @@ def test_mask_uri():
 
 def test_worker_command_line_holds_no_url():
     launch = Launch(
-        Path("s.yaml"), None, f"postgresql://u:{PASSWORD}@h/db", f"postgresql://u:{PASSWORD}@h/m", "cpu", 10, Path("w")
+        Path("s.yaml"),
+        "s",
+        None,
+        f"postgresql://u:{PASSWORD}@h/db",
+        f"postgresql://u:{PASSWORD}@h/m",
+        "cpu",
+        10,
+        Path("w"),
     )
     assert not any(PASSWORD in part or "://" in part for part in command(launch, 0, "cpu", 1))
 
@@ -260,3 +267,9 @@ def test_no_password_in_argv_logs_console_report_or_errors(
     assert status.exit_code == 0 and "done 6" in status.output, status.output
     for text in (shown, report_md, result.output, status.output):
         assert PASSWORD not in text
+
+
+def test_warnings_mask_passwords(capsys):
+    warn(f"could not reach postgresql+psycopg://postgres:{PASSWORD}@db:5432/runs (connection refused)")
+    err = capsys.readouterr().err
+    assert PASSWORD not in err and "postgres:***@db:5432/runs" in err

@@ -94,6 +94,19 @@ def test_bad_references_are_spec_errors_with_file_and_line(tmp_path, files, mode
     assert not (tmp_path / "store").exists(), "nothing written"
 
 
+def test_a_row_switches_between_its_own_loss_and_a_built_in_one(tmp_path):
+    path = spec_with(tmp_path, {"nets.py": NETS}, loss={"name": "nets.py:poly_loss", "epsilon": 2.0})
+    body = yaml.safe_load(path.read_text())
+    body["rows"] = [
+        {"label": "poly", "activation": "relu"},
+        {"label": "ce", "loss.name": "cross_entropy", "loss.label_smoothing": 0.1},
+    ]
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    poly, ce = (cell.config.loss for cell in expand(load_spec(path)))  # `epsilon` does not follow into the built-in
+    assert (poly.name, poly.model_extra) == ("nets.py:poly_loss", {"epsilon": 2.0})
+    assert (ce.name, ce.label_smoothing) == ("cross_entropy", 0.1) and not ce.model_extra
+
+
 def test_an_activation_the_model_does_not_take_is_an_error(tmp_path):
     nets = "from torch import nn\ndef fixed(num_classes):\n    return nn.Sequential(nn.Flatten(), nn.Linear(3072, num_classes))\n"
     path = spec_with(tmp_path, {"nets.py": nets}, model={"name": "nets.py:fixed"}, activation="gelu")

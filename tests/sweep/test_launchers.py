@@ -80,6 +80,17 @@ def test_settings_come_from_the_spec_its_profile_and_the_command_line(write_spec
     assert parse_options(["partition=[gpu", "x=*y"]) == {"partition": "[gpu", "x": "*y"}, (
         "not YAML: the text as written"
     )
+    flags = parse_options(["options.exclusive=true", "options.comment=#x", "options.nodes=2"])
+    assert resolve(spec.launcher, None, "slurm", flags).options == {"exclusive": "true", "comment": "#x", "nodes": "2"}
+
+
+def test_a_block_written_before_launchers_had_names_is_slurms_and_local_stays_the_default(write_spec):
+    block = {"workers": 8, "gpus_per_worker": 1, "partition": "gpu", "profiles": {"quick": {"workers": 2}}}
+    spec = load_spec(write_spec(launcher=block))  # validates, as it did when the block held SLURM's settings alone
+    assert isinstance(resolve(spec.launcher, None, None, {}), LocalSettings), "`sweeper run` still runs here"
+    slurm = resolve(spec.launcher, "quick", "slurm", {})
+    assert isinstance(slurm, SlurmSettings) and (slurm.workers, slurm.partition, slurm.gpus_per_worker) == (2, "gpu", 1)
+    assert isinstance(resolve(load_spec(write_spec(launcher={"workers": 3})).launcher, None, None, {}), LocalSettings)
 
 
 def test_an_unknown_launcher_is_a_user_error(write_spec):

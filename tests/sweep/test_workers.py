@@ -14,6 +14,7 @@ from rich.console import Console
 
 from sweeper import sweep
 from sweeper.schema.spec import expand, load_spec
+from sweeper.sweep.launchers import launcher
 
 # --- tests ----------------------------------------------------------------------------------
 
@@ -45,6 +46,9 @@ def test_two_workers_finish_a_grid_each_cell_exactly_once(backend, write_spec, s
     assert len({t.user_attrs["sweeper.worker"] for t in complete}) == 2, "both workers trained cells"
     snap, _ = sweep.status(path, storage=storage, tracking_uri=store_uri)
     assert (snap.count("done"), snap.count("left"), snap.count("running"), snap.count("failed")) == (4, 0, 0, 0)
+    # `sweeper logs` finds both workers' logs by the spec's name (its file is spec.yaml, its name tiny)
+    logs = launcher("local").logs(load_spec(path).name, store_uri)
+    assert [f.name for f in logs] == ["tiny-worker0.log", "tiny-worker1.log"], logs
 
 
 def _worker(path: Path, store_uri: str, index: int, log: Path) -> subprocess.Popen:

@@ -124,7 +124,9 @@ def test_the_compose_worker_uses_each_gpu_once(tmp_path):
     # what the container's `sweeper run` starts on a 4-GPU host: one worker per GPU, each its own
     plan = workers.assignments(None, devices, "auto", gpu_count=4, environ={})
     assert masks(plan) == ["0", "1", "2", "3"]
-    launch = workers.Launch(Path(command[2]), None, "postgresql://x", "http://mlflow:5000", "auto", 10, tmp_path)
+    launch = workers.Launch(
+        Path(command[2]), "spec", None, "postgresql://x", "http://mlflow:5000", "auto", 10, tmp_path
+    )
     lines = [workers.command(launch, i, device, threads) for i, (_, device, threads) in enumerate(plan)]
     assert all(line[3:5] == ["worker", command[2]] and line[line.index("--device") + 1] == "cuda" for line in lines)
 
