@@ -79,7 +79,7 @@ def _parse(text: str) -> tuple[Kind, str, str] | None:
     return ("module", target, attr) if _dotted(target) else None
 
 
-def is_reference(text: str) -> bool:
+def is_reference(text: object) -> bool:
     """Whether `text` names code (`path/to/file.py:Attr`, `package.module:Attr`) rather than a built-in."""
     return isinstance(text, str) and _parse(text) is not None
 
