@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import math
 
+import helpers
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sweeper.schema.config import TrainConfig
+from sweeper.schema.dotted import merge
 from sweeper.training import train as T
 from sweeper.training.data import make_splits
 from sweeper.training.optim import build_optimizer, build_scheduler
 from sweeper.training.recipe import loss_fn
 
-BASE = {
-    "model": {"name": "plain_cnn", "stem": 8, "widths": [16, 32], "hidden": 32},
-    "data": {"augment": "weak", "batch_size": 16, "val_size": 50, "train_size": 200, "test_size": 100},
-    "optimizer": {"name": "adam", "lr": 3e-3},
-    "epochs": 2,
-    "precision": "fp32",
-}
+BASE = merge(helpers.BASE, {"data": {"batch_size": 16}})  # the loop's pieces: more steps an epoch
 
 
 def cfg(**changes) -> TrainConfig:
-    from sweeper.schema.dotted import merge, unflatten
-
-    return TrainConfig.model_validate(merge(BASE, unflatten(changes)))
+    return helpers.cfg(BASE, **changes)
 
 
 @pytest.fixture(scope="module")
