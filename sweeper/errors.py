@@ -5,6 +5,8 @@ import difflib
 import sys
 from collections.abc import Iterable
 
+from sweeper.secrets import mask_uri
+
 
 class UserError(Exception):
     """Bad input (spec, name, dataset, server): the message says what is wrong and where."""
@@ -23,9 +25,7 @@ def warn(message: str) -> None:
 
     The one channel library code warns through, so every warning reads alike and tests can catch them.
     """
-    from sweeper.secrets import mask_uri  # library errors quote URIs with their passwords
-
-    print(f"warning: {mask_uri(message)}", file=sys.stderr, flush=True)
+    print(f"warning: {mask_uri(message)}", file=sys.stderr, flush=True)  # library errors quote URIs whole
 
 
 def did_you_mean(word: str, options: Iterable[str], cutoff: float = 0.5) -> str:

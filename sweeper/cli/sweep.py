@@ -145,6 +145,7 @@ def status(
     """Print how many cells of a sweep are done, running, failed, pruned and left, what runs now, and the workers."""
     from sweeper import sweep
     from sweeper.sweep.launchers import launcher as launcher_named
+    from sweeper.sweep.launchers import watched
 
     snap, loaded = sweep.status(spec, profile, storage=storage, tracking_uri=tracking_uri)
     left = snap.count("left") if snap.extra_left is not None else f"{snap.count('left')}+ (time budget)"
@@ -157,19 +158,9 @@ def status(
     for cid, state in snap.states.items():
         if state == "failed":
             say(f"  failed: {snap.names[cid]}")
-    for name in _launchers(loaded, profile, launcher):
+    for name in watched(loaded.launcher, profile, launcher):
         for w in launcher_named(name, spec).states(loaded.name, tracking_uri):
             say(f"  {name} {w.worker}: {w.state}" + (f" ({w.where})" if w.where else ""))
-
-
-def _launchers(loaded, profile: str | None, launcher: str | None) -> list[str]:
-    """The launchers whose workers `status` and `logs` look for: the one named by `--launcher`, else the spec's
-    and every built-in one (a sweep submitted with `run --launcher slurm` is found without repeating it)."""
-    from sweeper.catalogue import LAUNCHERS
-    from sweeper.schema.launcher import resolve
-
-    chosen = resolve(loaded.launcher, profile, launcher, {}).name
-    return [chosen] if launcher else list(dict.fromkeys([chosen, *LAUNCHERS.names]))
 
 
 def logs(
@@ -184,9 +175,10 @@ def logs(
     """Print the last lines of each worker's log (stdout and stderr) of a spec's sweep, as its launcher keeps them."""
     from sweeper.schema.spec import load_spec
     from sweeper.sweep.launchers import launcher as launcher_named
+    from sweeper.sweep.launchers import watched
 
     loaded = load_spec(spec)
-    names = _launchers(loaded, None, launcher)
+    names = watched(loaded.launcher, None, launcher)
     files = [f for name in names for f in launcher_named(name, spec).logs(loaded.name, tracking_uri, worker)]
     if not files:
         raise UserError(

@@ -86,6 +86,13 @@ def launcher(name: str, spec_path: Path | None = None) -> Launcher:
         raise UserError(f"launcher {name!r} cannot be built without arguments: {exc}") from None
 
 
+def watched(block: Any, profile: str | None, name: str | None) -> list[str]:
+    """The launchers whose workers `status` and `logs` look for: the one `--launcher` names, else the spec's
+    and every built-in one (a sweep submitted with `run --launcher slurm` is found without repeating it)."""
+    chosen = resolve(block, profile, name, {}).name
+    return [chosen] if name else list(dict.fromkeys([chosen, *LAUNCHERS.names]))
+
+
 def settings_for(spec_path: Path, profile: str | None, name: str | None, options: dict[str, Any]) -> Any:
     """The launcher settings of a run: the spec's `launcher:` block for the profile, `--opt` on top."""
     return resolve(load_spec(spec_path).launcher, profile, name, options)

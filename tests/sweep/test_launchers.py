@@ -14,7 +14,7 @@ from sweeper.cli import app
 from sweeper.errors import UserError
 from sweeper.schema.launcher import LocalSettings, SlurmSettings, resolve
 from sweeper.schema.spec import load_spec
-from sweeper.sweep.launchers import parse_options
+from sweeper.sweep.launchers import parse_options, watched
 
 runner = CliRunner()
 
@@ -91,6 +91,14 @@ def test_a_block_written_before_launchers_had_names_is_slurms_and_local_stays_th
     slurm = resolve(spec.launcher, "quick", "slurm", {})
     assert isinstance(slurm, SlurmSettings) and (slurm.workers, slurm.partition, slurm.gpus_per_worker) == (2, "gpu", 1)
     assert isinstance(resolve(load_spec(write_spec(launcher={"workers": 3})).launcher, None, None, {}), LocalSettings)
+
+
+def test_status_and_logs_look_at_every_launcher_unless_one_is_named(write_spec):
+    # a sweep run with `--launcher slurm` from a spec without a launcher block: `status` alone finds its array
+    assert watched(load_spec(write_spec()).launcher, None, None) == ["local", "slurm"]
+    assert watched(load_spec(write_spec()).launcher, None, "slurm") == ["slurm"]
+    named = load_spec(write_spec(launcher={"name": "slurm", "partition": "gpu"})).launcher
+    assert watched(named, None, None) == ["slurm", "local"]
 
 
 def test_an_unknown_launcher_is_a_user_error(write_spec):
