@@ -54,6 +54,28 @@ DIVERGES = {
 }
 
 
+def need(found: object, reason: str) -> None:
+    """A test's system program or shared file: skip with a one-line reason where it is missing, fail under CI.
+
+    `.ci/run` installs every program a test needs (CI=true), so nothing is skipped there; a new user's
+    `make test` on a machine without Chromium, PostgreSQL or SLURM is green and lists what it skipped.
+    """
+    if found:
+        return
+    reason = " ".join(reason.split())  # one line in pytest's skip summary
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI installs it: .ci/run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Chromium for plotly's PNG export (kaleido) and headless page checks."""
+    path = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+    need(path, "Chromium not installed (apt-get install chromium)")
+    return str(path)
+
+
 @pytest.fixture(autouse=True)
 def no_prepared_data(tmp_path: Path, monkeypatch) -> None:
     """Point the data directory at an empty folder, as on CI's clean clone.
@@ -148,11 +170,7 @@ def free_port() -> int:
 def postgres_server():
     """One throwaway PostgreSQL server for the session (own data dir, free loopback port): (admin URL, psql)."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        reason = "PostgreSQL server binaries not installed (apt-get install -y postgresql)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    need(bins, "PostgreSQL server not installed (apt-get install postgresql)")
     bindir = Path(bins[-1]).parent
     base = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
     as_user: list[str] = []

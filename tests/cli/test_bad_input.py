@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import need
 from helpers import free_port, grid_spec, write_batches
 from rich.console import Console
 from typer.testing import CliRunner
@@ -166,10 +167,7 @@ def test_a_crafted_batch_runs_no_code(batches, tmp_path):
 
 
 def test_real_batches_load_through_the_restricted_unpickler():
-    if not REAL_BATCHES.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{REAL_BATCHES} is missing")
-        pytest.skip(f"{REAL_BATCHES} is missing")
+    need(REAL_BATCHES.is_file(), f"{REAL_BATCHES} is missing (the shared original CIFAR-10)")
     with tarfile.open(REAL_BATCHES, "r|gz") as tar:
         member = next(m for m in tar if m.name.endswith("data_batch_1"))
         entry = _load_batch(tar.extractfile(member).read())  # type: ignore[union-attr]

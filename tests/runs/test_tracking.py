@@ -70,7 +70,7 @@ def download(uri: str, run_id: str, path: str, dst: Path) -> Path:
 
 
 def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(
-    write_spec, synthetic_data, mlflow_server, local_state, tmp_path, monkeypatch
+    write_spec, synthetic_data, mlflow_server, local_state, tmp_path, monkeypatch, chromium
 ):
     monkeypatch.setenv("SWEEPER_PNG", "1")  # the PNGs are part of what a cell leaves
     # an EMA, so that the evaluated weights (best.pt, the logged model) differ from the raw ones

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import need
 from helpers import write_batches
 from PIL import Image
 
@@ -209,10 +210,7 @@ def test_synthetic_is_deterministic_and_learnable() -> None:
 
 def test_the_original_archive_is_the_full_lossless_cifar10() -> None:
     """make demo's default source: all 60,000 images in the official order, named plain 'CIFAR-10'."""
-    if not LOSSLESS.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{LOSSLESS} is missing (the shared original CIFAR-10)")
-        pytest.skip(f"{LOSSLESS} is missing")
+    need(LOSSLESS.is_file(), f"{LOSSLESS} is missing (the shared original CIFAR-10)")
     train, test, description = read_source(LOSSLESS, progress=False)
     assert dataset_name(description) == "CIFAR-10"
     assert train.images.shape == (50000, 3, 32, 32) and test.images.shape == (10000, 3, 32, 32)
@@ -222,11 +220,7 @@ def test_the_original_archive_is_the_full_lossless_cifar10() -> None:
 
 
 def test_part_of_the_real_archive() -> None:
-    if not REAL_ARCHIVE.is_file():
-        message = f"{REAL_ARCHIVE} is missing (the shared CIFAR-10 JPEG archive)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need(REAL_ARCHIVE.is_file(), f"{REAL_ARCHIVE} is missing (the shared CIFAR-10 JPEG archive)")
     train, test, description = read_source(REAL_ARCHIVE, max_per_class=30, progress=False)
     assert dataset_name(description) == "CIFAR-10 (JPEG)"
     assert train.images.shape == (300, 3, 32, 32) and test.images.shape == (300, 3, 32, 32)
