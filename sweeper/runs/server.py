@@ -126,6 +126,20 @@ class Server:
         return self.process.wait()
 
 
+def _check_ui_installed() -> None:
+    """`mlflow server` is the full mlflow package; sweeper itself needs only mlflow-skinny (a GPU node's install)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("mlflow")
+    except PackageNotFoundError:
+        raise UserError(
+            "the MLflow server and UI need the full mlflow package, and this environment has only "
+            "mlflow-skinny (enough to train and log). Install it with: pip install 'sweeper[ui]' "
+            "(from a checkout: pip install -e '.[ui]'), or point MLFLOW_TRACKING_URI at a server elsewhere."
+        ) from None
+
+
 def start(
     store_dir: Path,
     host: str = "127.0.0.1",
@@ -143,6 +157,7 @@ def start(
             "authentication. Pass --allow-remote if that is what you want (see README: basic-auth), "
             "or keep the default 127.0.0.1."
         )
+    _check_ui_installed()
     if port is None:
         port = free_port(host)
     _check_port(host, port)

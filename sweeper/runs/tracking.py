@@ -9,6 +9,7 @@ without stepping on each other.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -38,6 +39,9 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
+
+# A new store's first use creates MLflow's tables and says so at INFO: set-up noise, not the sweep's news.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 
 @dataclass

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from packaging.requirements import Requirement
+from packaging.version import InvalidVersion, Version
 
 from sweeper.training.device import cpu_model, mps_available, usable_cores
 from sweeper.training.precision import choose_precision, cpu_has_bf16, native_precisions
@@ -53,6 +55,41 @@ class Facts:
     cpu_bf16: bool = False
     visible: str | None = None  # CUDA_VISIBLE_DEVICES
     order: str | None = None  # CUDA_DEVICE_ORDER
+    torch_range: str | None = None  # the torch versions this sweeper declares it supports, e.g. ">=2.11"
+
+
+def supported_torch() -> str | None:
+    """The torch range in sweeper's installed package metadata (pyproject.toml's), None when not installed."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("sweeper") or []
+    except PackageNotFoundError:
+        return None
+    for line in declared:
+        req = Requirement(line)
+        if req.name == "torch" and req.marker is None:
+            return str(req.specifier) or None
+    return None
+
+
+def in_range(version: str, spec: str) -> bool | None:
+    """Whether a torch version (local labels such as +cu130 ignored) lies in a range; None when unreadable."""
+    from packaging.specifiers import SpecifierSet
+
+    try:
+        return SpecifierSet(spec).contains(Version(version).public, prereleases=True)
+    except InvalidVersion:
+        return None
+
+
+def driver_too_old(driver: str | None, cuda_build: str | None) -> int | None:
+    """The driver a CUDA build needs when the installed one is older (None when it is new enough or unknown)."""
+    if not driver or not cuda_build:
+        return None
+    need = MIN_DRIVER.get(int(cuda_build.split(".")[0]))
+    major = re.match(r"\d+", driver)
+    return need if need and major and int(major.group()) < need else None
 
 
 def _driver_version() -> str | None:
@@ -108,6 +145,7 @@ def gather() -> Facts:
         cpu_bf16=cpu_has_bf16(),
         visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
         order=os.environ.get("CUDA_DEVICE_ORDER"),
+        torch_range=supported_torch(),
     )
 
 
@@ -135,7 +173,8 @@ def describe(facts: Facts) -> list[str]:
     build = f"CUDA {facts.cuda_build} build" if facts.cuda_build else "CPU-only build"
     lines = [
         f"python {facts.python} on {platform.system()} {platform.machine()}",
-        f"torch {facts.torch} ({build}{', kernels for ' + ' '.join(facts.arch_list) if facts.arch_list else ''})",
+        f"torch {facts.torch} ({build}{', kernels for ' + ' '.join(facts.arch_list) if facts.arch_list else ''})"
+        + (f"; sweeper supports torch{facts.torch_range}" if facts.torch_range else ""),
         f"NVIDIA driver: {facts.driver or 'none found'}",
         f"CUDA usable by torch: {'yes' if facts.cuda_available else 'no'}"
         + (f" ({facts.cuda_error})" if facts.cuda_error else ""),
@@ -162,14 +201,23 @@ def describe(facts: Facts) -> list[str]:
 def advice(facts: Facts) -> list[str]:
     """Warnings: a driver torch cannot use, a build without kernels for a GPU, emulated bf16."""
     out = []
+    if facts.torch_range and in_range(facts.torch, facts.torch_range) is False:
+        out.append(
+            f"torch {facts.torch} is outside the range this sweeper supports (torch{facts.torch_range}): "
+            "install a torch in range for your CUDA (README: 'Installing beside your own torch')."
+        )
+    need = driver_too_old(facts.driver, facts.cuda_build)
+    if facts.driver and need and facts.cuda_available:  # forward compatibility (datacenter GPUs) can still run it
+        out.append(
+            f"NVIDIA driver {facts.driver} is older than this torch's CUDA {facts.cuda_build} build needs "
+            f"({need} or newer); CUDA works here, but update the driver or install a wheel from {WHEELS}cuXYZ."
+        )
     if facts.driver and not facts.cuda_available:
         if facts.cuda_build is None:
             why = "this torch is a CPU-only build"
         else:
-            major = int(facts.cuda_build.split(".")[0])
-            need = MIN_DRIVER.get(major)
             why = f"this torch is built for CUDA {facts.cuda_build}" + (
-                f", which needs driver {need} or newer" if need else ""
+                f", which needs driver {need} or newer (this one is too old)" if need else ""
             )
         out.append(
             f"an NVIDIA driver ({facts.driver}) is installed but torch cannot use CUDA: {why}"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import need
 from typer.testing import CliRunner
 
 from sweeper.cli import app
@@ -104,8 +105,8 @@ def test_copies_are_asynchronous_towards_cuda_only():
     assert not non_blocking(torch.device("mps")) and not non_blocking(torch.device("cpu"))
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None and not os.environ.get("CI"), reason="no docker-compose")
 def test_the_compose_worker_uses_each_gpu_once(tmp_path):
+    need(shutil.which("docker-compose"), "docker-compose not installed (apt-get install docker-compose)")
     env = {**os.environ, "POSTGRES_PASSWORD": "placeholder"}
     out = subprocess.run(
         ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
@@ -153,6 +154,28 @@ def test_doctor_warns_when_a_driver_is_there_but_cuda_is_not():
     (cpu_build,) = advice(facts(driver="550.54", cuda_build=None, arch_list=()))
     assert "CPU-only build" in cpu_build
     assert advice(facts()) == [], "no driver, no GPU: nothing to warn about"
+
+
+def test_doctor_holds_torch_against_the_supported_range_and_the_driver_against_the_build():
+    assert advice(facts(torch="2.13.0+cpu", cuda_build=None, arch_list=(), torch_range=">=2.11")) == []
+    (old,) = advice(facts(torch="2.9.1+cu128", cuda_build="12.8", torch_range=">=2.11"))
+    assert "torch 2.9.1+cu128 is outside the range" in old and "torch>=2.11" in old
+    assert "sweeper supports torch>=2.11" in describe(facts(torch_range=">=2.11"))[1]
+    # a CUDA 13 build on a 550 driver: CUDA unusable, and the warning says the driver is the reason
+    (unusable,) = advice(facts(driver="550.54.15", torch_range=">=2.11"))
+    assert "needs driver 580 or newer (this one is too old)" in unusable
+    assert advice(facts(driver="580.65", cuda_available=True, torch_range=">=2.11")) == []
+
+
+def test_doctor_reads_the_range_from_the_installed_package():
+    from importlib.metadata import requires
+
+    from sweeper.training.doctor import in_range, supported_torch
+
+    declared = [r for r in requires("sweeper") or [] if r.startswith("torch>") or r.startswith("torch=")]
+    assert supported_torch() and declared == [f"torch{supported_torch()}"]
+    assert in_range(torch.__version__, supported_torch() or ""), "the torch the suite runs on is in range"
+    assert in_range("2.15.0.dev20261201+cu130", ">=2.11") and not in_range("2.10.0", ">=2.11")
 
 
 def test_doctor_names_each_gpus_capability_kernels_and_precision():
