@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The exact versions every venv made here gets (pyproject.toml states ranges). `make lock` re-resolves it.
 LOCK := requirements.lock
-# Another torch than the lock's, e.g. TORCH='torch==2.13.0 torchvision==0.28.0' (CI's second version):
+# Another torch than the lock's, e.g. TORCH='torch==2.11.0 torchvision==0.26.0' (CI's second version):
 # installed first, and the rest of the lock around it (less the lock's torch and its CUDA libraries,
 # nvidia-c*/nvidia-n*; nvidia-ml-py is sweeper's own).
 TORCH ?=

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sweeper.errors import UserError
 from sweeper.secrets import mask_uri
@@ -67,7 +68,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:  # masked again here: a message may quote a library's error with a URL in it
-            err_console.print(f"[bold red]error:[/] {mask_uri(str(exc))}", highlight=False, soft_wrap=True)
+            # escaped: a message quoting "sweeper[ui]" or a path with brackets is text, not rich markup
+            err_console.print(f"[bold red]error:[/] {escape(mask_uri(str(exc)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: the current cell is marked KILLED; run the same command again to resume.")

@@ -161,8 +161,9 @@ def affine_theta(
 def _grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """torchvision's `_affine_grid` for each sample: the [B,H,W,2] sampling points of its matrix.
 
-    torchvision multiplies [x, y, 1] by the matrix with a bmm, which on a CPU computes
-    (x*t0 + y*t1) + t2 unfused (the tests check it bit for bit). The same float ops, elementwise on
+    torchvision multiplies [x, y, 1] by the matrix with a bmm, which on some CPUs computes
+    (x*t0 + y*t1) + t2 unfused (bit for bit the same) and elsewhere with fused multiply-adds (two ulps
+    apart, the tests check). The same float ops, elementwise on
     per-sample rows and columns, cost a fraction of a batched bmm, give the same grid on every device,
     and are immune to TF32 matmuls, which would move sampling points by up to 1/100 of a pixel.
     """

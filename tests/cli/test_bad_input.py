@@ -51,6 +51,13 @@ def blackhole():
         yield server.getsockname()[1]
 
 
+def test_an_error_prints_brackets_as_written(tmp_path):
+    """A message naming `sweeper[ui]` or a path with brackets is text: rich markup once ate "[ui]"."""
+    missing = tmp_path / "runs[ui]" / "spec[1].yaml"
+    result = invoke("validate", str(missing))
+    assert result.exit_code == 2 and str(missing) in " ".join(result.output.split()), result.output
+
+
 # --- stores and storages ----------------------------------------------------------------------
 
 

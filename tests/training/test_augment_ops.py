@@ -128,8 +128,12 @@ def test_affine_warp_matches_torchvision(device: str) -> None:
     assert_matches(ops.warp(x.to(device), theta), torch.stack(theirs), exact=device == "cpu", levels=255)
 
 
-def test_sampling_grids_are_torchvisions_bit_for_bit() -> None:
-    """The CPU grid's three float ops reproduce torchvision's matrix and bmm exactly, for rotations and shears."""
+def test_sampling_grids_are_torchvisions_to_the_last_bits() -> None:
+    """The grid's three float ops reproduce torchvision's matrix and bmm, for rotations and shears.
+
+    Bit for bit where the CPU's bmm adds unfused (an AMD EPYC host); within two float32 ulps of a
+    coordinate where it fuses multiply-adds (MKL on AVX-512/AMX Xeons): far below a pixel's 1/16.
+    """
     from torchvision.transforms.v2.functional._geometry import _affine_grid, _get_inverse_affine_matrix
 
     n = 512
@@ -146,7 +150,8 @@ def test_sampling_grids_are_torchvisions_bit_for_bit() -> None:
             [float(shear[0, i]), float(shear[1, i])],
         )
         matrix = torch.tensor(_get_inverse_affine_matrix(list(center), *args)).view(1, 2, 3)
-        assert torch.equal(ours[i : i + 1], _affine_grid(matrix, 32, 32, 32, 32)), i
+        theirs = _affine_grid(matrix, 32, 32, 32, 32)
+        torch.testing.assert_close(ours[i : i + 1], theirs, rtol=0, atol=2 * torch.finfo(torch.float32).eps * 4)
 
 
 @pytest.mark.parametrize("device", DEVICES)
