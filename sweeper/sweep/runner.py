@@ -8,6 +8,7 @@ its curves, first-layer filters and feature maps, and the best model as an MLflo
 from __future__ import annotations
 
 import math
+import os
 import platform
 import tempfile
 import time
@@ -30,7 +31,7 @@ from sweeper.schema.spec import Cell, Spec
 from sweeper.settings import get_settings
 from sweeper.training import state as training_state
 from sweeper.training.data import CifarData
-from sweeper.training.device import cpu_model
+from sweeper.training.device import cpu_model, gpu_facts, gpu_tags
 from sweeper.training.precision import resolve_for, tf32_enabled
 from sweeper.training.probes import make_step_hook
 from sweeper.training.state import LoopState
@@ -231,4 +232,5 @@ def device_tags(device: torch.device, precision: str, resume: Any = None) -> dic
         Tag.PRECISION: resolved.precision,
         Tag.TF32: "on" if tf32_enabled(resolved.precision, device) else "off",
     }
+    tags |= gpu_tags(gpu_facts(device), os.environ) if device.type == "cuda" else {}
     return tags | ({Tag.PRECISION_CONVERTED: resolved.converted} if resolved.converted else {})

@@ -110,9 +110,24 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def tf32_applies(precision: str, device_type: str, capability: tuple[int, int] | None) -> bool:
+    """The rule from plain facts: TF32 runs only when asked for (`tf32`) on a CUDA GPU that has it (Ampere, 8.0+).
+
+    On a T4 or V100 torch accepts the flag and computes IEEE fp32: a tag saying `on` there would lie.
+    """
+    return (
+        precision == "tf32"
+        and device_type == "cuda"
+        and capability is not None
+        and capability >= NATIVE_BF16_CAPABILITY
+    )
+
+
 def tf32_enabled(precision: str, device: torch.device) -> bool:
-    """Whether fp32 matmuls and convolutions may run as TF32: only when the run asked for `tf32`, on CUDA."""
-    return precision == "tf32" and device.type == "cuda"
+    """`tf32_applies` for a real device (asks the GPU its compute capability)."""
+    if precision != "tf32" or device.type != "cuda":
+        return False
+    return tf32_applies(precision, device.type, cuda_capability(device))
 
 
 @contextmanager

@@ -38,6 +38,7 @@ from sweeper.training.device import (
     input_format,
     match_param_layouts,
     pick_device,
+    synchronize,
     to_device,
 )
 from sweeper.training.evaluate import evaluate
@@ -338,6 +339,7 @@ def _train(
             loss_sum += loss if summed else loss * len(y)
             correct += (logits.argmax(1) == y).sum()
         seen = steps * min(bs, n)
+        synchronize(device)  # once an epoch: the clock stops when the GPU finished, not when Python queued
         train_time = time.perf_counter() - tick
         val = evaluate(parts.eval_net, data.val, cfg, device, precision)
         lr = optimizer.param_groups[0]["lr"]

@@ -1,0 +1,92 @@
+"""The GPU path's rules, proven on a CPU: true timings, a cell's own GPU, TF32, numbering, SLURM devices."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import types
+
+import helpers
+import pytest
+
+from sweeper.sweep.slurm import task_device
+from sweeper.training import device as D
+from sweeper.training import train as T
+from sweeper.training.data import make_splits
+from sweeper.training.precision import tf32_applies
+from sweeper.vocab import Tag
+
+
+@pytest.fixture(scope="module")
+def data(synthetic_data):
+    return make_splits(*synthetic_data, val_size=50, train_size=200, test_size=100, seed=0)
+
+
+def test_epoch_clock_stops_after_the_device_finished(data, monkeypatch):
+    """A device that finishes its queued work 100 s after Python queued it: the rates must include those 100 s."""
+    offset = [0.0]
+    syncs = []
+
+    def device_finishes(device):  # stands for torch.cuda.synchronize: the queued steps take 100 s to run
+        syncs.append(device)
+        offset[0] += 100.0
+
+    monkeypatch.setattr(T, "synchronize", device_finishes)
+    monkeypatch.setattr(T, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + offset[0]))
+    result = T.train(helpers.cfg(epochs=2), data, device="cpu")
+    assert len(syncs) == 2, "one sync an epoch, never one a step"
+    for h in result.history:
+        assert h["epoch_time"] >= 100.0
+        assert h["images_per_s"] <= 192 / 100.0, "the rate counts the time the device took, not the time to queue"
+
+
+A100 = D.GpuFacts("NVIDIA A100-SXM4-80GB", "1f2e3d4c-aaaa-bbbb-cccc-000000000001", "0000:3b:00.0", (8, 0), 80 << 30, 3)
+
+
+def test_gpu_tags_name_the_cells_own_gpu_and_series():
+    tags = D.gpu_tags(A100, {"CUDA_VISIBLE_DEVICES": "3", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+    assert tags[Tag.DEVICE_NAME] == "NVIDIA A100-SXM4-80GB"
+    assert tags[Tag.GPU_UUID] == "GPU-1f2e3d4c-aaaa-bbbb-cccc-000000000001", "nvidia-smi's spelling"
+    assert tags[Tag.GPU_PCI] == "0000:3b:00.0"
+    assert tags[Tag.GPU_MASK] == "3" and tags[Tag.GPU_ORDER] == "PCI_BUS_ID"
+    assert tags[Tag.GPU_METRICS] == "gpu_3", "MLflow's system metrics series of this GPU"
+    unknown = D.gpu_tags(D.GpuFacts("Tesla T4", None, None, (7, 5), 16 << 30), {})
+    assert Tag.GPU_UUID not in unknown and Tag.GPU_METRICS not in unknown
+    assert unknown[Tag.GPU_MASK].startswith("(unset") and unknown[Tag.GPU_ORDER] == "FASTEST_FIRST"
+    mig = D.gpu_tags(D.GpuFacts("A100 MIG 1g.10gb", "MIG-abc", None, (8, 0), 10 << 30), {})
+    assert mig[Tag.GPU_UUID] == "MIG-abc"
+
+
+@pytest.mark.parametrize(
+    "precision,device_type,capability,on",
+    [
+        ("tf32", "cuda", (8, 0), True),  # A100
+        ("tf32", "cuda", (9, 0), True),  # H100
+        ("tf32", "cuda", (8, 9), True),  # L4
+        ("tf32", "cuda", (7, 5), False),  # T4: torch takes the flag and computes IEEE fp32
+        ("tf32", "cuda", (7, 0), False),  # V100
+        ("fp32", "cuda", (9, 0), False),
+        ("tf32", "cpu", None, False),
+        ("tf32", "mps", None, False),
+    ],
+)
+def test_tf32_is_on_only_where_the_gpu_has_it(precision, device_type, capability, on):
+    assert tf32_applies(precision, device_type, capability) is on
+
+
+def test_one_gpu_numbering_set_early(monkeypatch):
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_DEVICE_ORDER"}
+    code = "import os, sweeper.cli; print(os.environ['CUDA_DEVICE_ORDER'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PCI_BUS_ID", "the CLI numbers GPUs as its workers and nvidia-smi do"
+    assert D.pci_bus_order({"CUDA_DEVICE_ORDER": "FASTEST_FIRST"}) == "FASTEST_FIRST", "a user's order is kept"
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    D.pick_device("cpu")
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID", "library callers get the same numbering"
+
+
+def test_cpu_only_slurm_tasks_train_on_the_cpu():
+    assert task_device("auto", 0) == "cpu"
+    assert task_device("cpu", 0) == "cpu" and task_device("auto", 1) == "cuda"
