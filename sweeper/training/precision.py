@@ -7,6 +7,7 @@ policy and cuDNN's algorithm choice are set for the length of a run and restored
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from sweeper.schema.config import TrainConfig
 
 # Compute capability from which NVIDIA GPUs do bf16 (and TF32) in hardware: Ampere. Older ones
 # (T4, V100) emulate bf16 slowly, and `torch.cuda.is_bf16_supported()` counts that emulation.
@@ -100,6 +103,32 @@ def resolve_for(requested: str, device: torch.device, state: Any = None) -> Reso
 def needs_grad_scaler(precision: str) -> bool:
     """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and does not."""
     return precision == "fp16"
+
+
+FP16_MAX = 65504.0
+DEFAULT_SCALE = 2.0**16  # GradScaler's own initial scale
+
+
+def initial_scale(summed: bool, batch_size: int, classes: int = 10) -> float:
+    """GradScaler's first scale: torch's 2^16 for a mean loss; for a summed one, the largest power of two at
+    which the first loss (about ln(classes) per image) stays finite in fp16 with 2x headroom.
+
+    A summed loss is `batch_size` times a mean one: at batch 2,000 it starts near 4,600, so 2^16 made
+    the first scaled losses and gradients inf and the scaler skipped the first steps (at peak lr in
+    a short schedule) while halving its way down. The scaler still grows the scale as training goes.
+    """
+    if not summed:
+        return DEFAULT_SCALE
+    first_loss = math.log(classes) * batch_size
+    return min(DEFAULT_SCALE, 2.0 ** math.floor(math.log2(FP16_MAX / (2 * first_loss))))
+
+
+def grad_scaler(cfg: TrainConfig, device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """The run's gradient scaler: enabled for fp16 only, its first scale fitted to the loss's size."""
+    summed = getattr(cfg.loss, "reduction", "mean") == "sum"
+    return torch.amp.GradScaler(
+        device.type, init_scale=initial_scale(summed, cfg.data.batch_size), enabled=needs_grad_scaler(precision)
+    )
 
 
 def autocast(device: torch.device, precision: str):

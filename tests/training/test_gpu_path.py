@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import types
 
 import helpers
 import pytest
+import torch
 
 from sweeper.sweep.slurm import task_device
 from sweeper.training import device as D
@@ -90,3 +92,44 @@ def test_one_gpu_numbering_set_early(monkeypatch):
 def test_cpu_only_slurm_tasks_train_on_the_cpu():
     assert task_device("auto", 0) == "cpu"
     assert task_device("cpu", 0) == "cpu" and task_device("auto", 1) == "cuda"
+
+
+def test_fp16_scaler_fits_a_summed_loss_at_batch_2000(data):
+    """The fast recipe's summed loss at batch 2,000: the scaler the loop builds must not overflow at its first steps."""
+    cfg = helpers.cfg(**{"loss.reduction": "sum", "data.batch_size": 2000})
+    parts = T.setup(cfg, data.train.images, torch.device("cpu"), "fp16", 1)
+    first_loss = torch.tensor(math.log(10) * 2000)  # cross-entropy of an untrained 10-class net, summed
+    scaled = parts.scaler.scale(first_loss)
+    assert torch.isfinite(scaled.half()), f"scale {parts.scaler.get_scale()} overflows fp16 on the first loss"
+    assert parts.scaler.get_scale() >= 2.0, "still a scale: fp16 gradients of small losses must not underflow"
+    mean = T.setup(helpers.cfg(), data.train.images, torch.device("cpu"), "fp16", 1)
+    assert mean.scaler.get_scale() == 2.0**16, "a mean loss keeps torch's default"
+
+
+def muon_config():
+    return helpers.cfg(**{"optimizer.name": "muon", "optimizer.lr": 0.05, "optimizer.momentum": 0.9, "epochs": 2})
+
+
+def test_muon_newton_schulz_precision_is_this_devices_on_resume(data):
+    """A checkpoint from a GPU that chose the other Newton-Schulz dtype: the resumed run uses this device's choice."""
+    cfg = muon_config()
+    saved = {}
+
+    def keep(metrics, checkpoint):
+        saved.update(checkpoint())
+
+    T.train(cfg.model_copy(update={"epochs": 1}), data, device="cpu", on_epoch=keep)
+    here = {g["precision"] for g in saved["optimizer"]["param_groups"]}
+    assert len(here) == 1
+    other = "fp32" if here == {"bf16"} else "bf16"
+    for group in saved["optimizer"]["param_groups"]:
+        group["precision"] = other  # as an A100 (bf16) or a V100 (fp32) wrote it
+    seen = set()
+    T.train(
+        cfg,
+        data,
+        device="cpu",
+        resume=saved,
+        on_step=lambda s: seen.update(g["precision"] for g in s.optimizer.param_groups),
+    )
+    assert seen == here, f"resumed with {seen}, the checkpoint's GPU choice, not this device's {here}"
