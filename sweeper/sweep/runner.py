@@ -158,8 +158,10 @@ def _train_logged(
         progress.console.print(f"{name}: resuming run {log.run_id} after epoch {log.resume['epoch']}")
     config = cell.config.model_dump(mode="json")
 
+    host_copy = checkpoints.HostCopier(device)  # pinned, asynchronous, one wait; best weights once per improvement
+
     def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], LoopState]) -> None:
-        state = checkpoints.snapshot(training_state.checkpoint(checkpoint(), cell.id, config))
+        state = host_copy(training_state.checkpoint(checkpoint(), cell.id, config))
         if device.type == "mps":  # MPS is not safe to drive from a second thread: copy to the host here
             state = checkpoints.to_cpu(state)
         log.log_epoch(metrics, state, best=state["best"]["epoch"] == metrics["epoch"])

@@ -13,6 +13,7 @@ import helpers
 import pytest
 import torch
 
+from sweeper.runs import checkpoints
 from sweeper.sweep.slurm import task_device
 from sweeper.training import device as D
 from sweeper.training import train as T
@@ -133,3 +134,51 @@ def test_muon_newton_schulz_precision_is_this_devices_on_resume(data):
         on_step=lambda s: seen.update(g["precision"] for g in s.optimizer.param_groups),
     )
     assert seen == here, f"resumed with {seen}, the checkpoint's GPU choice, not this device's {here}"
+
+
+def test_checkpoints_copy_the_best_weights_once_per_improvement(data, monkeypatch):
+    """Validation never improves after epoch 1: epochs 2 and 3 hand the writer the host copy it already has."""
+    monkeypatch.setattr(T, "evaluate", lambda *a, **k: {"loss": 1.0, "acc": 0.5})
+    copier = checkpoints.HostCopier(torch.device("cpu"))
+    states, counts = [], []
+
+    def ship(metrics, checkpoint):
+        state = checkpoint()
+        states.append(copier(state))
+        counts.append((copier.copied, len(list(_tensors(state)))))
+
+    T.train(helpers.cfg(epochs=3), data, device="cpu", on_epoch=ship)
+    assert [s["best"]["epoch"] for s in states] == [1, 1, 1]
+    assert states[1]["best_state"] is states[0]["best_state"] is states[2]["best_state"], "not handed new best weights"
+    best_tensors = len(states[0]["best_state"])
+    assert counts[0][0] == counts[0][1], "the first checkpoint copies everything"
+    assert all(copied == total - best_tensors for copied, total in counts[1:]), counts
+    model = states[0]["model"]
+    live = dict(T.build_model(helpers.cfg()).state_dict())
+    assert all(model[k].data_ptr() != live[k].data_ptr() for k in live), "copies, not references"
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            yield from _tensors(v)
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from _tensors(v)
+
+
+def test_resume_through_host_copies_is_bit_exact(data):
+    cfg = helpers.cfg(epochs=2)
+    copier = checkpoints.HostCopier(torch.device("cpu"))
+    saved = {}
+
+    def keep(metrics, checkpoint):
+        if metrics["epoch"] == 1:
+            saved.update(copier(checkpoint()))
+
+    full = T.train(cfg, data, device="cpu", on_epoch=keep)
+    resumed = T.train(cfg, data, device="cpu", resume=saved)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
