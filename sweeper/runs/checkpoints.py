@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -27,6 +27,9 @@ def snapshot(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(snapshot(v) for v in obj)
     return obj
+
+
+S = TypeVar("S", bound=Mapping[str, Any])
 
 
 class HostCopier:
@@ -46,7 +49,7 @@ class HostCopier:
         self.copied = 0  # tensors copied by the last call (what a test counts)
         self._best: tuple[Any, Any] | None = None  # (the loop's best_state, its host copy)
 
-    def __call__(self, state: Mapping[str, Any]) -> dict[str, Any]:
+    def __call__(self, state: S) -> S:
         """A host copy of a checkpoint (strides kept); reuses the best weights' copy when they did not change."""
         self.copied = 0
         best = state.get("best_state")
@@ -60,7 +63,7 @@ class HostCopier:
             event = torch.cuda.Event()
             event.record(torch.cuda.current_stream(self.device))
             event.synchronize()
-        return out
+        return cast(S, out)
 
     def _copy(self, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor):
