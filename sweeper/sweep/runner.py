@@ -29,6 +29,7 @@ from sweeper.runs import cellrun, checkpoints, tracking
 from sweeper.schema import plugins, usercode
 from sweeper.schema.spec import Cell, Spec
 from sweeper.settings import get_settings
+from sweeper.training import memory
 from sweeper.training import state as training_state
 from sweeper.training.data import CifarData
 from sweeper.training.device import cpu_model, gpu_facts, gpu_tags
@@ -152,6 +153,7 @@ def _train_logged(
 ) -> TrainResult:
     """The training loop with every epoch checkpointed and logged (from the run's checkpoint when resumed)."""
     name = cell.name
+    memory.check_cell(name, cell.config, device)  # frees the last cell's cache; refuses a cell that cannot fit
     log.set_tags(device_tags(device, cell.config.precision, log.resume))
     if log.resume is not None:
         progress.update(task, completed=log.resume["epoch"])
@@ -161,6 +163,7 @@ def _train_logged(
     host_copy = checkpoints.HostCopier(device)  # pinned, asynchronous, one wait; best weights once per improvement
 
     def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], LoopState]) -> None:
+        memory.record_peak(cell.config, device)  # what the next cell of this shape is admitted by
         state = host_copy(training_state.checkpoint(checkpoint(), cell.id, config))
         if device.type == "mps":  # MPS is not safe to drive from a second thread: copy to the host here
             state = checkpoints.to_cpu(state)

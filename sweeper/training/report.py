@@ -8,8 +8,19 @@ from pathlib import Path
 
 from sweeper.errors import UserError
 from sweeper.schema.checks import differences
+from sweeper.schema.config import TrainConfig
 from sweeper.schema.spec import Spec, expand, load_spec
-from sweeper.training.cost import GPU_TFLOPS, ModelCost, SweepCost, host_cpu_kind, model_cost, row_models, sweep_cost
+from sweeper.training import memory
+from sweeper.training.cost import (
+    GPU_TFLOPS,
+    ModelCost,
+    SweepCost,
+    host_cpu_kind,
+    model_cost,
+    row_configs,
+    row_models,
+    sweep_cost,
+)
 
 
 def validation_lines(path: Path, spec: Spec) -> list[str]:
@@ -31,7 +42,7 @@ def validation_lines(path: Path, spec: Spec) -> list[str]:
     for label, _ in spec.row_overrides():
         cell = next(c for c in cells if c.label == label)
         changed = ", ".join(f"{k}={v}" for k, v in differences(base, cell.config).items()) or "as base"
-        lines.append(f"  {label}: {changed}, {model_cost(cell.config).params:,} params")
+        lines.append(f"  {label}: {changed}{_peak(cell.config)}, {model_cost(cell.config).params:,} params")
     return lines
 
 
@@ -90,7 +101,26 @@ def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: 
             f" -> GPU {_duration(c.gpu_hours(gpu))} at {gpu:g} TFLOP/s,"
             f" CPU {_duration(c.cpu_hours(cpu, kind.cell_seconds))} at {cpu:g} GFLOP/s ({kind.name})"
         )
+    lines.append(f"  peak GPU memory (estimated, per row):{_peaks(summary)}")
     return lines
+
+
+def _peak(config: TrainConfig) -> str:
+    """', ~2.1 GiB peak GPU memory at batch 256, bf16' (the cell's estimated training memory), or ''."""
+    est = memory.estimate(config)
+    if est is None:
+        return ""
+    half = "fp16/bf16" if config.precision == "auto" else config.precision
+    return f", ~{est.gib()} peak GPU memory at batch {config.data.batch_size}, {half}"
+
+
+def _peaks(summary: SpecSummary) -> str:
+    """Each row's estimated peak at the spec's own settings, largest first where there are many."""
+    rows = [(label, memory.estimate(config)) for label, config in row_configs(summary.spec)]
+    known = sorted(((e.total, label, e.gib()) for label, e in rows if e is not None), reverse=True)
+    shown = "; ".join(f"{label} {gib}" for _, label, gib in known[:4])
+    more = f"; {len(known) - 4} more below" if len(known) > 4 else ""
+    return f" {shown}{more}" if known else " unknown (the network does not run on the meta device)"
 
 
 def _plural(n: int, word: str) -> str:

@@ -16,6 +16,7 @@ import torch
 from sweeper.runs import checkpoints
 from sweeper.sweep.slurm import task_device
 from sweeper.training import device as D
+from sweeper.training import memory
 from sweeper.training import train as T
 from sweeper.training.data import make_splits
 from sweeper.training.precision import tf32_applies
@@ -182,3 +183,44 @@ def test_resume_through_host_copies_is_bit_exact(data):
     resumed = T.train(cfg, data, device="cpu", resume=saved)
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_peak_memory_estimate_follows_batch_precision_and_optimizer():
+    fp32 = memory.estimate(helpers.cfg(**{"data.batch_size": 64}))
+    double = memory.estimate(helpers.cfg(**{"data.batch_size": 128}))
+    half = memory.estimate(helpers.cfg(**{"data.batch_size": 64, "precision": "bf16"}))
+    sgd = memory.estimate(helpers.cfg(**{"data.batch_size": 64, "optimizer.name": "sgd", "optimizer.momentum": 0.0}))
+    assert fp32 and double and half and sgd
+    assert fp32.activations > 0 and double.activations == pytest.approx(2 * fp32.activations, rel=0.01)
+    assert half.activations < 0.6 * fp32.activations, "autocast saves half-width activations"
+    params = sum(p.numel() for p in T.build_model(helpers.cfg()).parameters())
+    assert fp32.optimizer == 2 * 4 * params and sgd.optimizer == 0, "Adam's two moments; plain SGD none"
+    big = memory.estimate(helpers.cfg(**{"model": {"name": "densenet201"}, "data.batch_size": 256}))
+    assert big is not None and big.total > 4 * memory.GiB, "DenseNet-201 at batch 256 is GiBs, not MiBs"
+
+
+def test_validate_prints_each_rows_peak_memory(write_spec):
+    from sweeper.schema.spec import load_spec
+    from sweeper.training.report import validation_lines
+
+    path = write_spec()
+    lines = validation_lines(path, load_spec(path))
+    assert any("peak GPU memory at batch" in line for line in lines[2:]), lines
+
+
+def test_too_big_for_the_gpu_warns_and_a_measured_peak_that_does_not_fit_is_refused():
+    est = memory.MemoryEstimate(weights=1 << 30, optimizer=2 << 30, activations=12 << 30, data=0)
+    warning = memory.too_big_warning("DenseNet-201 s0", est, "Tesla T4", 15 << 30)
+    assert warning is not None and "DenseNet-201 s0" in warning and "Tesla T4" in warning and "16 GiB" in warning
+    assert memory.too_big_warning("small", memory.MemoryEstimate(1 << 20, 0, 1 << 20, 0), "Tesla T4", 15 << 30) is None
+    refusal = memory.admit(
+        "Baseline CNN s1", need=3 * memory.GiB, free=2 * memory.GiB, total=16 * memory.GiB, gpu="Tesla T4"
+    )
+    assert refusal is not None and "Baseline CNN s1" in refusal
+    assert "3.00 GiB" in refusal and "2.00 GiB free" in refusal and "16 GiB" in refusal
+    assert memory.admit("ok", need=1 * memory.GiB, free=2 * memory.GiB, total=16 * memory.GiB, gpu="T4") is None
+
+
+def test_cells_on_a_cpu_skip_the_gpu_memory_checks():
+    memory.check_cell("any", helpers.cfg(), torch.device("cpu"))  # nothing to free, nothing to refuse
+    assert memory.record_peak(helpers.cfg(), torch.device("cpu")) is None
