@@ -12,7 +12,7 @@ from sweeper.schema.config import TrainConfig
 from sweeper.schema.spec import Spec, expand, load_spec
 from sweeper.training import memory
 from sweeper.training.cost import (
-    GPU_TFLOPS,
+    GPU_KINDS,
     ModelCost,
     SweepCost,
     host_cpu_kind,
@@ -83,7 +83,7 @@ def survey(directory: str | Path) -> list[tuple[Path, SpecSummary | UserError]]:
 def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: float | None = None) -> list[str]:
     """The lines `sweeper list` prints for one spec."""
     kind = host_cpu_kind()
-    gpu, cpu = gpu_tflops or GPU_TFLOPS, cpu_gflops or kind.gflops
+    cpu = cpu_gflops or kind.gflops
     spec, seeds = summary.spec, summary.spec.seeds
     if spec.search is not None:
         trials = spec.search.budget() or "time-bounded"
@@ -98,11 +98,18 @@ def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: 
         lines.append(
             f"  {c.profile}: {_plural(c.cells, 'cell')} x {epochs} epoch{'s' * (c.epochs != (1,))}, "
             f"{_count(c.train_images)} training images, {'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP"
-            f" -> GPU {_duration(c.gpu_hours(gpu))} at {gpu:g} TFLOP/s,"
+            f" -> {_gpu_estimates(c, gpu_tflops)},"
             f" CPU {_duration(c.cpu_hours(cpu, kind.cell_seconds))} at {cpu:g} GFLOP/s ({kind.name})"
         )
     lines.append(f"  peak GPU memory (estimated, per row):{_peaks(summary)}")
     return lines
+
+
+def _gpu_estimates(cost: SweepCost, tflops: float | None) -> str:
+    """'GPU T4 2.1 h, V100 55 min, ...' at each kind's assumed rate, or one time at a measured `tflops`."""
+    if tflops:
+        return f"GPU {_duration(cost.gpu_hours(tflops))} at {tflops:g} TFLOP/s"
+    return "GPU " + ", ".join(f"{k.name} {_duration(cost.gpu_hours(k.tflops))}" for k in GPU_KINDS.values())
 
 
 def _peak(config: TrainConfig) -> str:

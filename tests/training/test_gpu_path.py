@@ -224,3 +224,40 @@ def test_too_big_for_the_gpu_warns_and_a_measured_peak_that_does_not_fit_is_refu
 def test_cells_on_a_cpu_skip_the_gpu_memory_checks():
     memory.check_cell("any", helpers.cfg(), torch.device("cpu"))  # nothing to free, nothing to refuse
     assert memory.record_peak(helpers.cfg(), torch.device("cpu")) is None
+
+
+def test_gpu_estimates_have_a_launch_floor_per_step_and_count_tta_views():
+    from sweeper.training import cost
+
+    small = helpers.cfg(epochs=10, **{"data.batch_size": 32, "data.train_size": 50_000 - 50})
+    terms = cost.cell_terms(small)
+    steps = 10 * (49_950 // 32)
+    assert terms.train_floor == pytest.approx(
+        steps * (3 * cost.model_cost(small).layers + cost.STEP_EXTRA_KERNELS) * cost.LAUNCH_SECONDS
+    )
+    fast_gpu = terms.seconds(1000.0)
+    assert fast_gpu >= terms.train_floor > terms.train_flops / 1e15, "a tiny CNN is launch-bound, not FLOP-bound"
+    assert terms.seconds(1000.0) == pytest.approx(terms.seconds(100.0)), (
+        "a faster GPU does not help a launch-bound cell"
+    )
+    plain, tta = (
+        cost.cell_flops(small),
+        cost.cell_flops(
+            helpers.cfg(
+                epochs=10, tta=True, tta_translate=True, **{"data.batch_size": 32, "data.train_size": 50_000 - 50}
+            )
+        ),
+    )
+    f = cost.model_cost(small).flops
+    assert tta - plain == pytest.approx(5 * f * cost.evaluated_images(small)), "six views: five more forward passes"
+    assert set(cost.GPU_KINDS) == {"T4", "V100", "A100", "H100", "L4"}
+
+
+def test_list_estimates_each_gpu_kind_or_a_measured_rate(tmp_path, write_spec):
+    from sweeper.training.report import describe, summarize
+
+    summary = summarize(write_spec())
+    kinds = describe(summary)
+    assert all(all(k in line for k in ("T4", "V100", "A100", "H100", "L4")) for line in kinds if "PFLOP" in line)
+    measured = describe(summary, gpu_tflops=12.5)
+    assert any("at 12.5 TFLOP/s" in line for line in measured) and not any("T4" in line for line in measured)
