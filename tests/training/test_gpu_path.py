@@ -19,7 +19,7 @@ from sweeper.training import device as D
 from sweeper.training import memory
 from sweeper.training import train as T
 from sweeper.training.data import make_splits
-from sweeper.training.precision import tf32_applies
+from sweeper.training.precision import native_precisions, tf32_applies
 from sweeper.vocab import Tag
 
 
@@ -261,3 +261,21 @@ def test_list_estimates_each_gpu_kind_or_a_measured_rate(tmp_path, write_spec):
     assert all(all(k in line for k in ("T4", "V100", "A100", "H100", "L4")) for line in kinds if "PFLOP" in line)
     measured = describe(summary, gpu_tflops=12.5)
     assert any("at 12.5 TFLOP/s" in line for line in measured) and not any("T4" in line for line in measured)
+
+
+def test_gpu_checks_table_of_known_gpus_is_its_own_not_the_codes_rule(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import gpu_more
+
+    assert gpu_more.known_gpu("NVIDIA A10G")[0] == "A10", "the longest fragment wins: an A10G is no A100"
+    assert gpu_more.known_gpu("Tesla T4")[2:] == (False, False) and gpu_more.known_gpu("Tesla V100-SXM2-16GB")[2:] == (
+        False,
+        False,
+    )
+    assert gpu_more.known_gpu("NVIDIA H100 80GB HBM3")[1:] == ((9, 0), True, True)
+    assert gpu_more.known_gpu("Some Future GPU") is None
+    for _, capability, bf16, tf32 in gpu_more.KNOWN_GPUS:  # the table and the code's rule agree on every entry
+        assert tf32_applies("tf32", "cuda", capability) is tf32
+        assert ("bf16" in native_precisions("cuda", capability)) is bf16
