@@ -75,10 +75,11 @@ def data_for(cfg: TrainConfig, pool: tuple) -> CifarData:
     return make_splits(*pool, val_size=d.val_size, train_size=d.train_size, test_size=d.test_size, seed=0)
 
 
-def through_a_file(state: dict) -> dict:
-    """The checkpoint as a resumed run reads it: snapshot, CPU copy, torch.save, weights_only load."""
+def through_a_file(state: dict, device: torch.device) -> dict:
+    """The checkpoint as a resumed run reads it: the runner's host copy (pinned and asynchronous on CUDA, one
+    wait), torch.save, weights_only load."""
     buffer = io.BytesIO()
-    torch.save(checkpoints.to_cpu(checkpoints.snapshot(state)), buffer)
+    torch.save(checkpoints.to_cpu(checkpoints.HostCopier(device)(state)), buffer)
     buffer.seek(0)
     return torch.load(buffer, weights_only=True)
 
@@ -88,7 +89,7 @@ def killed_after(epoch: int, cfg: TrainConfig, data: CifarData, device: torch.de
 
     def stop(metrics: dict, checkpoint: Callable[[], dict]) -> None:
         if metrics["epoch"] == epoch:
-            saved.update(through_a_file(checkpoint()))
+            saved.update(through_a_file(checkpoint(), device))
             raise KeyboardInterrupt
 
     try:
