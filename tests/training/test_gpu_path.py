@@ -279,3 +279,30 @@ def test_gpu_checks_table_of_known_gpus_is_its_own_not_the_codes_rule(monkeypatc
     for _, capability, bf16, tf32 in gpu_more.KNOWN_GPUS:  # the table and the code's rule agree on every entry
         assert tf32_applies("tf32", "cuda", capability) is tf32
         assert ("bf16" in native_precisions("cuda", capability)) is bf16
+
+
+def test_a_worker_refuses_a_cell_whose_measured_peak_does_not_fit_what_other_workers_left(monkeypatch, capsys):
+    """The GPU's answers given as data: an earlier cell of the same shape peaked at 3 GiB; now 2 GiB are free."""
+    gib = memory.GiB
+    free = [2 * gib]
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 3 * gib)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free[0], 16 * gib))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    monkeypatch.setattr(memory, "_MEASURED", {})
+    gpu, cell = torch.device("cuda"), helpers.cfg(**{"data.batch_size": 64})
+    assert memory.record_peak(cell, gpu) == 3 * gib
+    with pytest.raises(
+        MemoryError, match=r"Baseline s1: not started.*3\.00 GiB.*Tesla T4 has 2\.00 GiB free of 16 GiB"
+    ):
+        memory.check_cell("Baseline s1", cell, gpu)
+    free[0] = 4 * gib
+    memory.check_cell("Baseline s1", cell, gpu)  # fits now: no refusal
+    other = helpers.cfg(**{"data.batch_size": 32})  # another shape, not measured yet: the estimate decides, and fits
+    memory.check_cell("Other s0", other, gpu)
+    assert "warning" not in capsys.readouterr().err
+    huge = helpers.cfg(**{"model": {"name": "densenet201"}, "data.batch_size": 4096})
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (16 * gib, 16 * gib))
+    memory.check_cell("DenseNet s0", huge, gpu)
+    assert "DenseNet s0: estimated peak training memory" in capsys.readouterr().err
