@@ -1,5 +1,5 @@
-"""What only a GPU can show, in one script under 5 minutes on one GPU; CI runs it with `--device cpu`
-so that it cannot rot.
+"""What only a GPU can show, in one script under 8 minutes on one GPU; CI runs it with `--device cpu`
+so that it cannot rot (about a minute or two there: the heavy parts shrink or say they are skipped).
 
     .venv/bin/python benchmarks/gpu_check.py                 # on the GPU (cuda, else mps, else cpu)
     .venv/bin/python benchmarks/gpu_check.py --device cpu    # the same checks, small, on the CPU
@@ -10,12 +10,20 @@ Checks (each prints what it measured; any failure exits 1):
 - cross-device: a checkpoint written on the device resumes on the CPU and the reverse, optimizer
   state re-laid to each parameter's strides, the first fused step equal to the unfused one;
 - checkpoints: a real sweep's last.pt and best.pt load on a machine without the GPU (CPU tensors);
-- precision: what `precision: auto` picks for this device and capability, and that bf16 is chosen
-  only where it is native;
-- quick profiles: one epoch of every spec's quick profile (first row) on the device, with images/s;
+- precision: what `precision: auto` picks for this device, against a table of known GPUs (bf16 and
+  TF32 where the datasheet says so, not the code's own capability rule), and the `sweeper.tf32` tag;
+- quick profiles: one epoch of every spec's quick profile (first row) on the device, with images/s
+  (synced: read after the device finished the epoch);
 - augmentation: every preset batched on the device at batch 256 (a GPU must reach 50,000 images/s);
-- no syncs: training steps with `strong` augmentation, an EMA and a weight penalty, counted with
-  torch.cuda.set_sync_debug_mode: none may wait for the device (fp16's gradient scaler excepted).
+- syncs: training steps with `strong` augmentation + EMA + weight penalty, with `autoaugment`, and the
+  fast recipe (Muon), each in bf16 and forced fp16, counted with torch.cuda.set_sync_debug_mode: none
+  may wait for the device, except fp16's one a step with an optimizer without a fused kernel; the
+  syncs `deterministic: true` adds are counted and printed;
+- large networks: ResNet-50 and DenseNet-201 train a few steps at batch 256, peak memory against
+  the CPU estimate (training/memory.py);
+- compile: `compile: true` trains one small epoch (GPU only);
+- packing: cells per hour at 1, 2 and 4 workers on one GPU for the baseline CNN and the Table 2
+  ResNet, without MPS and with it where the daemon starts (GPU only).
 """
 
 from __future__ import annotations
@@ -23,11 +31,9 @@ from __future__ import annotations
 import argparse
 import copy
 import io
-import itertools
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +41,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import gpu_more  # noqa: E402
 
 from sweeper.catalogue import AUGMENTS  # noqa: E402
 from sweeper.runs import checkpoints  # noqa: E402
@@ -42,11 +51,10 @@ from sweeper.schema.config import TrainConfig  # noqa: E402
 from sweeper.schema.dotted import merge, unflatten  # noqa: E402
 from sweeper.schema.spec import expand, load_spec  # noqa: E402
 from sweeper.training.augment import normalize  # noqa: E402
-from sweeper.training.batches import epoch_batches  # noqa: E402
 from sweeper.training.data import CifarData, make_splits, synthetic  # noqa: E402
 from sweeper.training.device import input_format, pick_device  # noqa: E402
-from sweeper.training.precision import NATIVE_BF16_CAPABILITY, device_precisions, pick_precision  # noqa: E402
-from sweeper.training.train import resume_from, setup, train, train_step  # noqa: E402
+from sweeper.training.precision import device_precisions, pick_precision  # noqa: E402
+from sweeper.training.train import resume_from, setup, train  # noqa: E402
 
 DROPOUT_CELL = {
     "model": {"name": "baseline_cnn", "dropout": 0.25, "fc_dropout": 0.5},  # dropout draws from the device RNG
@@ -67,10 +75,11 @@ def data_for(cfg: TrainConfig, pool: tuple) -> CifarData:
     return make_splits(*pool, val_size=d.val_size, train_size=d.train_size, test_size=d.test_size, seed=0)
 
 
-def through_a_file(state: dict) -> dict:
-    """The checkpoint as a resumed run reads it: snapshot, CPU copy, torch.save, weights_only load."""
+def through_a_file(state: dict, device: torch.device) -> dict:
+    """The checkpoint as a resumed run reads it: the runner's host copy (pinned and asynchronous on CUDA, one
+    wait), torch.save, weights_only load."""
     buffer = io.BytesIO()
-    torch.save(checkpoints.to_cpu(checkpoints.snapshot(state)), buffer)
+    torch.save(checkpoints.to_cpu(checkpoints.HostCopier(device)(state)), buffer)
     buffer.seek(0)
     return torch.load(buffer, weights_only=True)
 
@@ -80,7 +89,7 @@ def killed_after(epoch: int, cfg: TrainConfig, data: CifarData, device: torch.de
 
     def stop(metrics: dict, checkpoint: Callable[[], dict]) -> None:
         if metrics["epoch"] == epoch:
-            saved.update(through_a_file(checkpoint()))
+            saved.update(through_a_file(checkpoint(), device))
             raise KeyboardInterrupt
 
     try:
@@ -202,15 +211,12 @@ def _tensors(tree: object) -> list[torch.Tensor]:
 
 
 def check_precision(device: torch.device) -> Check:
+    """On a GPU: against the table of known GPUs (gpu_more.KNOWN_GPUS); elsewhere auto must pick a native precision."""
+    if device.type == "cuda":
+        return gpu_more.check_precision_table(device)
     native = device_precisions(device)
     auto = pick_precision("auto", device)
-    if device.type == "cuda":
-        capability = torch.cuda.get_device_capability(device)
-        ok = (auto == "bf16") == (capability >= NATIVE_BF16_CAPABILITY)
-        where = f"{torch.cuda.get_device_name(device)}, capability {capability[0]}.{capability[1]}"
-    else:
-        ok, where = auto in native, device.type
-    return "precision auto", ok, f"{where}: native {sorted(native)}, auto -> {auto}"
+    return "precision auto", auto in native, f"{device.type}: native {sorted(native)}, auto -> {auto}"
 
 
 def check_quick_profiles(device: torch.device, pool: tuple, cap: int | None) -> list[Check]:
@@ -238,7 +244,8 @@ def check_quick_profiles(device: torch.device, pool: tuple, cap: int | None) -> 
             (
                 f"quick {spec.name}",
                 torch.isfinite(torch.tensor(h["train_loss"])).item(),
-                f"{cfg.model.name}, {result.precision}, {h['images_per_s']:.0f} images/s, {time.perf_counter() - tick:.1f} s",
+                f"{cfg.model.name}, {result.precision}, {h['images_per_s']:.0f} images/s (synced), "
+                f"{time.perf_counter() - tick:.1f} s",
             )
         )
     return out
@@ -267,44 +274,11 @@ def fast_recipe(pool_size: int) -> TrainConfig:
 
 
 def check_syncs(device: torch.device, pool: tuple) -> list[Check]:
-    """Steps of two runs under the sync debugger (strong augmentation + EMA + L2 penalty; the fast recipe): no waits."""
-    if device.type != "cuda":
-        return [
-            (
-                "no syncs in a step",
-                True,
-                "skipped off CUDA (tests/training/test_step_path.py checks the data path on meta)",
-            )
-        ]
-    dropout = config(**{"data.augment": "strong", "ema_decay": 0.99, "loss.penalty": "l2", "deterministic": False})
-    return [
-        _syncs(name, cfg, device, pool)
-        for name, cfg in (("strong+EMA+L2", dropout), ("fast recipe", fast_recipe(len(pool[0]))))
-    ]
-
-
-def _syncs(name: str, cfg: TrainConfig, device: torch.device, pool: tuple) -> Check:
-    data = data_for(cfg, pool)
-    precision = pick_precision(cfg.precision, device)
-    steps = len(data.train.labels) // cfg.data.batch_size
-    train_x, train_y = data.train.images.to(device), data.train.labels.to(device)
-    parts = setup(cfg, train_x, device, precision, steps)
-    batches = epoch_batches(cfg, train_x, train_y, torch.Generator().manual_seed(0), steps, input_format(cfg, device))
-    x, y = next(batches)  # the epoch's order and plan are copied here, once
-    train_step(parts, x, y, device, precision, False)  # warm-up: kernels, cuDNN autotuning
-    torch.cuda.synchronize(device)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            for x, y in itertools.islice(batches, 3):
-                train_step(parts, x, y, device, precision, False)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
-    allowed = precision == "fp16"  # GradScaler reads found_inf back every step
-    detail = f"{len(syncs)} syncs in 3 steps ({precision})" + (f": {syncs[0]}" if syncs else "")
-    return f"no syncs in a step, {name}", not syncs or allowed, detail
+    """Steps of the strong+EMA+L2, autoaugment and fast-recipe configs in bf16 and forced fp16 (gpu_more.check_syncs)."""
+    strong = config(**{"data.augment": "strong", "ema_decay": 0.99, "loss.penalty": "l2", "deterministic": False})
+    auto = config(**{"data.augment": "autoaugment", "deterministic": False})
+    configs = {"strong+EMA+L2": strong, "autoaugment": auto, "fast recipe": fast_recipe(len(pool[0]))}
+    return gpu_more.check_syncs(device, pool, configs)
 
 
 def check_deterministic(device: torch.device, pool: tuple) -> Check:
@@ -343,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         lambda: check_augmentation(device),
         lambda: check_syncs(device, pool),
         lambda: [check_deterministic(device, pool)],
+        lambda: gpu_more.check_big_models(device, pool),
+        lambda: [gpu_more.check_compile(device, pool)],
+        lambda: gpu_more.check_packing(device),
     ):
         for name, ok, detail in step():
             checks.append((name, ok, detail))

@@ -35,6 +35,14 @@ class Tag:
     PRECISION = PREFIX + "precision"  # what the run computed in (`auto` resolved, kept across resumes)
     PRECISION_CONVERTED = PREFIX + "precision_converted"  # a resume that could not keep it: "bf16 -> fp16: ..."
     TF32 = PREFIX + "tf32"  # "on" when fp32 matmuls/convolutions ran as TF32 (precision tf32 on a CUDA GPU)
+    # A cell's own GPU (CUDA only): MLflow's system metrics list every GPU of the host as gpu_<i>,
+    # NVML's index; GPU_METRICS names the cell's series, the others identify the card wherever it sits.
+    GPU_UUID = PREFIX + "gpu_uuid"
+    GPU_PCI = PREFIX + "gpu_pci_bus_id"
+    GPU_CAPABILITY = PREFIX + "gpu_capability"
+    GPU_MASK = PREFIX + "cuda_visible_devices"  # the mask the cell's process ran under
+    GPU_ORDER = PREFIX + "cuda_device_order"
+    GPU_METRICS = PREFIX + "gpu_metrics"  # "gpu_3": the system-metrics series of this cell's GPU
     TORCH = PREFIX + "torch"
     CUDA = PREFIX + "cuda"
     CUDNN = PREFIX + "cudnn"

@@ -42,7 +42,10 @@ def schema() -> None:
 def list_specs(
     directory: Annotated[Path, typer.Argument(help="A folder of spec files.")] = Path("experiments"),
     gpu_tflops: Annotated[
-        Optional[float], typer.Option(help="Assumed sustained GPU rate in TFLOP/s (default 25).")
+        Optional[float],
+        typer.Option(
+            help="A measured sustained GPU rate in TFLOP/s (default: T4, V100, L4, A100 and H100 at assumed rates)."
+        ),
     ] = None,
     cpu_gflops: Annotated[
         Optional[float], typer.Option(help="Assumed CPU rate here in GFLOP/s (default: measured for this CPU kind).")

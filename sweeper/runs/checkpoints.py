@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -27,6 +27,56 @@ def snapshot(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(snapshot(v) for v in obj)
     return obj
+
+
+S = TypeVar("S", bound=Mapping[str, Any])
+
+
+class HostCopier:
+    """Copies each epoch's checkpoint to host memory so that training cannot change it, waiting for the GPU once.
+
+    On CUDA every tensor goes into pinned host memory with an asynchronous copy queued behind the
+    epoch's work, and one event wait ends the checkpoint: the writer thread used to make thousands of
+    blocking copies (about 4,200 tensors for DenseNet-201 with Adam), each draining the training queue.
+    On MPS the copy is a plain blocking one (MPS is not safe from a second thread, nor async from
+    pageable memory); on a CPU, a clone. The best epoch's weights are copied once per improvement:
+    while the loop hands the same `best_state` object, its earlier host copy is reused.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.pin = device.type == "cuda" and torch.cuda.is_available()
+        self.copied = 0  # tensors copied by the last call (what a test counts)
+        self._best: tuple[Any, Any] | None = None  # (the loop's best_state, its host copy)
+
+    def __call__(self, state: S) -> S:
+        """A host copy of a checkpoint (strides kept); reuses the best weights' copy when they did not change."""
+        self.copied = 0
+        best = state.get("best_state")
+        reuse = self._best is not None and best is self._best[0]
+        out = {k: self._copy(v) for k, v in state.items() if not (k == "best_state" and reuse)}
+        if best is not None:
+            if not reuse:
+                self._best = (best, out["best_state"])
+            out["best_state"] = self._best[1]  # type: ignore[index]
+        if self.pin:  # the one wait of this checkpoint: every queued copy has landed
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self.device))
+            event.synchronize()
+        return cast(S, out)
+
+    def _copy(self, obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            self.copied += 1
+            if obj.device.type == "cuda":
+                host = torch.empty_like(obj, device="cpu", pin_memory=self.pin)  # strides kept
+                return host.copy_(obj.detach(), non_blocking=self.pin)
+            return obj.detach().to("cpu", copy=True)
+        if isinstance(obj, dict):
+            return type(obj)((k, self._copy(v)) for k, v in obj.items())
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self._copy(v) for v in obj)
+        return obj
 
 
 def to_cpu(obj: Any) -> Any:

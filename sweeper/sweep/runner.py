@@ -8,6 +8,7 @@ its curves, first-layer filters and feature maps, and the best model as an MLflo
 from __future__ import annotations
 
 import math
+import os
 import platform
 import tempfile
 import time
@@ -28,9 +29,10 @@ from sweeper.runs import cellrun, checkpoints, tracking
 from sweeper.schema import plugins, usercode
 from sweeper.schema.spec import Cell, Spec
 from sweeper.settings import get_settings
+from sweeper.training import memory
 from sweeper.training import state as training_state
 from sweeper.training.data import CifarData
-from sweeper.training.device import cpu_model
+from sweeper.training.device import cpu_model, gpu_facts, gpu_tags
 from sweeper.training.precision import resolve_for, tf32_enabled
 from sweeper.training.probes import make_step_hook
 from sweeper.training.state import LoopState
@@ -151,14 +153,18 @@ def _train_logged(
 ) -> TrainResult:
     """The training loop with every epoch checkpointed and logged (from the run's checkpoint when resumed)."""
     name = cell.name
+    memory.check_cell(name, cell.config, device)  # frees the last cell's cache; refuses a cell that cannot fit
     log.set_tags(device_tags(device, cell.config.precision, log.resume))
     if log.resume is not None:
         progress.update(task, completed=log.resume["epoch"])
         progress.console.print(f"{name}: resuming run {log.run_id} after epoch {log.resume['epoch']}")
     config = cell.config.model_dump(mode="json")
 
+    host_copy = checkpoints.HostCopier(device)  # pinned, asynchronous, one wait; best weights once per improvement
+
     def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], LoopState]) -> None:
-        state = checkpoints.snapshot(training_state.checkpoint(checkpoint(), cell.id, config))
+        memory.record_peak(cell.config, device)  # what the next cell of this shape is admitted by
+        state = host_copy(training_state.checkpoint(checkpoint(), cell.id, config))
         if device.type == "mps":  # MPS is not safe to drive from a second thread: copy to the host here
             state = checkpoints.to_cpu(state)
         log.log_epoch(metrics, state, best=state["best"]["epoch"] == metrics["epoch"])
@@ -231,4 +237,5 @@ def device_tags(device: torch.device, precision: str, resume: Any = None) -> dic
         Tag.PRECISION: resolved.precision,
         Tag.TF32: "on" if tf32_enabled(resolved.precision, device) else "off",
     }
+    tags |= gpu_tags(gpu_facts(device), os.environ) if device.type == "cuda" else {}
     return tags | ({Tag.PRECISION_CONVERTED: resolved.converted} if resolved.converted else {})

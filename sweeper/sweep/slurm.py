@@ -109,7 +109,9 @@ def task_device(device: str, gpus_per_worker: int) -> str:
         raise UserError(
             f"--device {device} but the tasks get no GPUs; add --opt gpus_per_worker=1 (or the spec's launcher.gpus_per_worker)."
         )
-    return device
+    # A task given no GPU may still see the node's GPUs (no cgroup device limits): `auto` would then train
+    # on a GPU another job owns.
+    return "cpu" if device == "auto" else device
 
 
 def log_dir(spec_name: str, tracking_uri: str | None = None) -> Path:

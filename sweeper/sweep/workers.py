@@ -21,7 +21,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from sweeper.errors import UserError
+from sweeper.errors import UserError, warn
 from sweeper.sweep.launchers import worker_environment
 from sweeper.training.device import usable_cores
 
@@ -74,6 +74,25 @@ def gpu_masks(devices: list[int], parent: list[str] | None) -> list[str]:
 
 
 GpuList = list[int] | Literal["all"] | None
+MPS_PIPE = "/tmp/nvidia-mps"  # nvidia-cuda-mps-control's default pipe directory
+
+
+def mps_running(environ: Mapping[str, str]) -> bool:
+    """Whether an MPS control daemon is reachable (its pipe directory, CUDA_MPS_PIPE_DIRECTORY or the default)."""
+    return (Path(environ.get("CUDA_MPS_PIPE_DIRECTORY", MPS_PIPE)) / "control").exists()
+
+
+def packing_note(devices: list[int], environ: Mapping[str, str]) -> str | None:
+    """A note when `--devices` names a GPU more than once (several workers on it) and no MPS daemon runs:
+    without MPS the GPU time-slices between processes and packing gains about nothing."""
+    packed = sorted({d for d in devices if devices.count(d) > 1})
+    if not packed or mps_running(environ):
+        return None
+    return (
+        f"--devices puts {max(devices.count(d) for d in packed)} workers on GPU {','.join(map(str, packed))}, but no "
+        "MPS daemon runs: they will take turns on the GPU rather than share it. Start one with "
+        "`nvidia-cuda-mps-control -d` (see the README's 'Several cells per GPU')."
+    )
 
 
 def assignments(
@@ -108,6 +127,9 @@ def assignments(
                 f"sees {gpu_count} GPU(s) here and --device is '{device}'. Drop --devices to run on the CPU."
             )
         masks = gpu_masks(devices, visible_gpus(environ))
+        note = packing_note(devices, environ)
+        if note:
+            warn(note)
         # nvidia-smi numbers GPUs by PCI bus; CUDA's default order (fastest first) may not.
         order = environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         jobs = jobs or len(devices)

@@ -43,6 +43,47 @@ CPU_CELL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
+class GpuKind:
+    """What one GPU model sustains on these small networks in eager PyTorch with mixed precision (fp16 on
+    T4/V100, bf16 from Ampere): a fraction of the datasheet's tensor-core peak, as ordinary loops reach."""
+
+    name: str
+    tflops: float
+    peak: float  # the datasheet's dense fp16/bf16 tensor-core peak, for the reader
+
+
+# Assumed, not measured by us (no GPU here): about a tenth to a fifth of the peak, as published eager CIFAR
+# trainings reach (ResNet-18 at ~6k images/s on an A100). `sweeper list --gpu-tflops` takes a measured rate.
+GPU_KINDS = {
+    "T4": GpuKind("T4", 8.0, 65.0),
+    "V100": GpuKind("V100", 18.0, 125.0),
+    "L4": GpuKind("L4", 15.0, 121.0),
+    "A100": GpuKind("A100", GPU_TFLOPS, 312.0),
+    "H100": GpuKind("H100", 45.0, 989.0),
+}
+# Small cells are launch-bound, not FLOP-bound: each op of a step is a kernel that Python queues in
+# microseconds, whatever the GPU. A step costs at least its ops times this (forward, two backward
+# kernels per layer, the optimizer's fused kernels and the batched augmentation).
+LAUNCH_SECONDS = 10e-6
+STEP_EXTRA_KERNELS = 40  # augmentation, loss, optimizer, EMA: per step, besides the layers
+
+
+@dataclass(frozen=True)
+class CellTerms:
+    """One cell's GPU work: FLOPs and the launch-bound floor of its training steps and its evaluation."""
+
+    train_flops: float
+    train_floor: float  # seconds: steps x (kernels a step queues) x LAUNCH_SECONDS
+    eval_flops: float
+    eval_floor: float
+
+    def seconds(self, tflops: float) -> float:
+        """Seconds on a GPU at `tflops`: each part at its FLOP rate, or its launch floor where that is longer."""
+        rate = tflops * 1e12
+        return max(self.train_flops / rate, self.train_floor) + max(self.eval_flops / rate, self.eval_floor)
+
+
+@dataclass(frozen=True)
 class CpuKind:
     """What a 2-core CPU of one kind sustains, measured by benchmarks/demo_budget.py (idle machine).
 
@@ -88,6 +129,7 @@ class ModelCost:
     name: str
     params: int
     flops: int
+    layers: int = 0  # modules without children: about one kernel each in a forward pass
 
 
 @dataclass(frozen=True)
@@ -102,12 +144,14 @@ class SweepCost:
     augment_seconds: float = 0.0  # CPU time of the batched augmentation (on a GPU it is device work: a rounding error)
     epochs: tuple[int, ...] = ()  # the distinct epoch counts of its cells
     bound: bool = False  # an upper bound (a search before pruning), not an estimate of all cells
+    terms: tuple[CellTerms, ...] = ()  # per cell, for the launch-bound floor (empty: FLOPs alone)
 
     def gpu_hours(self, tflops: float = GPU_TFLOPS, cell_seconds: float = GPU_CELL_SECONDS) -> float:
-        """Hours on one GPU at `tflops` sustained, plus per-cell work; augmentation runs batched on the GPU
-        beside the network (a few hundred elementwise operations per pixel against millions of FLOPs per
-        image), not serially on the host as it once did."""
-        return (self.flops / (tflops * 1e12) + self.cells * cell_seconds) / 3600
+        """Hours on one GPU at `tflops` sustained (or each cell's launch-bound floor where longer), plus per-cell
+        work; augmentation runs batched on the GPU beside the network (a few hundred elementwise operations per
+        pixel against millions of FLOPs per image), not serially on the host as it once did."""
+        work = sum(t.seconds(tflops) for t in self.terms) if self.terms else self.flops / (tflops * 1e12)
+        return (work + self.cells * cell_seconds) / 3600
 
     def cpu_hours(self, gflops: float = CPU_GFLOPS, cell_seconds: float = CPU_CELL_SECONDS) -> float:
         """Hours on this machine's CPU at `gflops` sustained, plus the batched augmentation and per-cell work."""
@@ -129,7 +173,8 @@ def _model_cost(model_json: str, activation: str) -> ModelCost:
     model.eval()  # BatchNorm1d refuses a training batch of one image; the FLOPs are the same
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.empty(1, 3, 32, 32, device="meta"))
-    return ModelCost(config.model.name, count_params(model), counter.get_total_flops())
+    layers = sum(1 for m in model.modules() if not any(m.children()))
+    return ModelCost(config.model.name, count_params(model), counter.get_total_flops(), layers)
 
 
 def images_per_epoch(config: TrainConfig) -> int:
@@ -139,12 +184,33 @@ def images_per_epoch(config: TrainConfig) -> int:
     return n - n % d.batch_size if n >= d.batch_size else n
 
 
+def tta_views(config: TrainConfig) -> int:
+    """Forward passes per evaluated image: 1, 2 with `tta` (the mirror), 6 with `tta_translate`."""
+    return 6 if config.tta_translate else 2 if config.tta else 1
+
+
+def evaluated_images(config: TrainConfig) -> int:
+    """Images evaluated over a run: validation every epoch, the test set twice (last and best weights)."""
+    return config.epochs * config.data.val_size + 2 * (config.data.test_size or CIFAR_TEST_IMAGES)
+
+
 def cell_flops(config: TrainConfig) -> float:
-    """FLOPs of one run: training and validation every epoch, the test set twice at the end."""
+    """FLOPs of one run: training every epoch, evaluation at each test-time view."""
     f = model_cost(config).flops
-    test = config.data.test_size or CIFAR_TEST_IMAGES
-    # the test set is evaluated twice: with the last weights and with the best-validation ones
-    return config.epochs * (3 * f * images_per_epoch(config) + f * config.data.val_size) + 2 * f * test
+    return config.epochs * 3 * f * images_per_epoch(config) + tta_views(config) * f * evaluated_images(config)
+
+
+def cell_terms(config: TrainConfig) -> CellTerms:
+    """A cell's FLOPs and launch floors, training and evaluation apart (`CellTerms.seconds` combines them)."""
+    f, kernels = model_cost(config).flops, model_cost(config).layers
+    steps = config.epochs * max(1, images_per_epoch(config) // config.data.batch_size)
+    batches = -(-evaluated_images(config) // config.data.eval_batch_size) * tta_views(config)
+    return CellTerms(
+        train_flops=config.epochs * 3 * f * images_per_epoch(config),
+        train_floor=steps * (3 * kernels + STEP_EXTRA_KERNELS) * LAUNCH_SECONDS,
+        eval_flops=tta_views(config) * f * evaluated_images(config),
+        eval_floor=batches * kernels * LAUNCH_SECONDS,
+    )
 
 
 def augment_seconds(config: TrainConfig) -> float:
@@ -172,6 +238,7 @@ def sweep_cost(spec: Spec, profile: str | None = None) -> SweepCost:
         augment_seconds=sum(augment_seconds(c) for c in configs),
         epochs=tuple(sorted({c.epochs for c in configs})),
         bound=spec.search is not None,
+        terms=tuple(cell_terms(c) for c in configs),
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,12 +18,14 @@ from torch import nn
 from sweeper.errors import UserError
 from sweeper.models import first_conv
 from sweeper.schema.config import TrainConfig
+from sweeper.vocab import Tag
 
 THREAD_SAMPLE_S = 0.2  # how long `free_cores` watches the machine
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """'auto' means cuda, then mps, then cpu; anything else must name a device this machine has."""
+    pci_bus_order()  # before torch first asks CUDA: library callers get the CLI's numbering too
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -63,6 +67,75 @@ def check_cuda_index(device: torch.device, count: int) -> None:
             f"device 'cuda:{device.index}' asks for GPU {device.index}, but this process sees {count} GPU(s){seen}, "
             f"numbered 0 to {count - 1}; use cuda:0 to cuda:{count - 1}, or --devices to spread workers over them."
         )
+
+
+def pci_bus_order(environ: dict[str, str] | None = None) -> str:
+    """Number GPUs by PCI bus (as nvidia-smi and NVML do) unless the user chose an order; call before CUDA starts.
+
+    CUDA's default order is fastest first: on a mixed machine `cuda:1` here, `--devices 1` in a
+    worker and `gpu_1` in MLflow's system metrics would be three different GPUs.
+    """
+    env = os.environ if environ is None else environ
+    return env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until the device finished the work queued so far (a timer read after it is true); no-op on CPUs."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@dataclass(frozen=True)
+class GpuFacts:
+    """What identifies one CUDA GPU: torch's properties, plus its NVML index where pynvml answers."""
+
+    name: str
+    uuid: str | None
+    pci_bus_id: str | None  # "0000:3b:00.0"
+    capability: tuple[int, int]
+    total_memory: int  # bytes
+    nvml_index: int | None = None  # MLflow's system metrics call this GPU gpu_<nvml_index>
+
+
+def gpu_facts(device: torch.device) -> GpuFacts:
+    """The facts of a real CUDA device (torch's properties; NVML for the index MLflow's monitor uses)."""
+    props = torch.cuda.get_device_properties(device)
+    uuid = str(getattr(props, "uuid", "") or "") or None
+    pci = None
+    if hasattr(props, "pci_bus_id"):
+        domain, bus, dev = getattr(props, "pci_domain_id", 0), props.pci_bus_id, getattr(props, "pci_device_id", 0)
+        pci = f"{domain:04x}:{bus:02x}:{dev:02x}.0"
+    return GpuFacts(props.name, uuid, pci, (props.major, props.minor), props.total_memory, _nvml_index(pci))
+
+
+def _nvml_index(pci: str | None) -> int | None:
+    """NVML's index of the GPU at a PCI bus id (what MLflow's GPU monitor enumerates), None without pynvml."""
+    if pci is None:
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetIndex(pynvml.nvmlDeviceGetHandleByPciBusId(pci.encode())))
+    except Exception:  # noqa: BLE001 - no NVML (or an old one): the PCI and UUID tags still identify the GPU
+        return None
+
+
+def gpu_tags(facts: GpuFacts, environ: Mapping[str, str]) -> dict[str, str]:
+    """The run tags naming a cell's own GPU: its name, UUID, PCI bus id, the mask and order it ran under,
+    and which gpu_<i> series of MLflow's system metrics (which lists every GPU of the host) is its."""
+    uuid = facts.uuid if facts.uuid is None or facts.uuid.startswith(("GPU-", "MIG-")) else f"GPU-{facts.uuid}"
+    tags = {
+        Tag.DEVICE_NAME: facts.name,
+        Tag.GPU_CAPABILITY: f"{facts.capability[0]}.{facts.capability[1]}",
+        Tag.GPU_MASK: environ.get("CUDA_VISIBLE_DEVICES", "(unset: all GPUs)"),
+        Tag.GPU_ORDER: environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST"),
+    }
+    tags |= {Tag.GPU_UUID: uuid} if uuid else {}
+    tags |= {Tag.GPU_PCI: facts.pci_bus_id} if facts.pci_bus_id else {}
+    return tags | ({Tag.GPU_METRICS: f"gpu_{facts.nvml_index}"} if facts.nvml_index is not None else {})
 
 
 def usable_cores() -> int:

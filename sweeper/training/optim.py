@@ -19,6 +19,7 @@ from sweeper.catalogue import DEFAULT_GROUPS, OPTIMIZERS, SCHEDULES
 from sweeper.errors import UserError
 from sweeper.schema.config import OptimizerSpec, TrainConfig
 from sweeper.schema.targets import implementation
+from sweeper.training.device import match_param_layouts
 from sweeper.training.precision import device_precisions
 
 Factor = Callable[[int], float]  # a schedule's lr multiplier at step (or epoch) k
@@ -69,6 +70,23 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
         device = next(model.parameters()).device
         kwargs["precision"] = "bf16" if "bf16" in device_precisions(device) else "fp32"
     return factory(groups, **kwargs)
+
+
+# Group settings chosen for the device, not by the run: a resume on another GPU chooses them again.
+DEVICE_CHOSEN = ("precision",)  # Muon's Newton-Schulz dtype: bf16 where native, else fp32
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a checkpoint's optimizer state, keeping the settings this device chose (DEVICE_CHOSEN).
+
+    `load_state_dict` restores every group key: a run begun on an A100 and resumed on a V100 ran
+    Muon's Newton-Schulz in emulated bf16, the old GPU's choice.
+    """
+    chosen = [{k: g[k] for k in DEVICE_CHOSEN if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, keep in zip(optimizer.param_groups, chosen):
+        group.update(keep)
+    match_param_layouts(optimizer)  # the state may come from a device with other layouts
 
 
 def _group_settings(o: OptimizerSpec, name: str, uses: frozenset[str]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ policy and cuDNN's algorithm choice are set for the length of a run and restored
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from sweeper.schema.config import TrainConfig
 
 # Compute capability from which NVIDIA GPUs do bf16 (and TF32) in hardware: Ampere. Older ones
 # (T4, V100) emulate bf16 slowly, and `torch.cuda.is_bf16_supported()` counts that emulation.
@@ -102,6 +105,32 @@ def needs_grad_scaler(precision: str) -> bool:
     return precision == "fp16"
 
 
+FP16_MAX = 65504.0
+DEFAULT_SCALE = 2.0**16  # GradScaler's own initial scale
+
+
+def initial_scale(summed: bool, batch_size: int, classes: int = 10) -> float:
+    """GradScaler's first scale: torch's 2^16 for a mean loss; for a summed one, the largest power of two at
+    which the first loss (about ln(classes) per image) stays finite in fp16 with 2x headroom.
+
+    A summed loss is `batch_size` times a mean one: at batch 2,000 it starts near 4,600, so 2^16 made
+    the first scaled losses and gradients inf and the scaler skipped the first steps (at peak lr in
+    a short schedule) while halving its way down. The scaler still grows the scale as training goes.
+    """
+    if not summed:
+        return DEFAULT_SCALE
+    first_loss = math.log(classes) * batch_size
+    return min(DEFAULT_SCALE, 2.0 ** math.floor(math.log2(FP16_MAX / (2 * first_loss))))
+
+
+def grad_scaler(cfg: TrainConfig, device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """The run's gradient scaler: enabled for fp16 only, its first scale fitted to the loss's size."""
+    summed = getattr(cfg.loss, "reduction", "mean") == "sum"
+    return torch.amp.GradScaler(
+        device.type, init_scale=initial_scale(summed, cfg.data.batch_size), enabled=needs_grad_scaler(precision)
+    )
+
+
 def autocast(device: torch.device, precision: str):
     """The autocast context for a precision (fp32 and tf32 give none)."""
     if precision in ("fp32", "tf32"):
@@ -110,9 +139,24 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def tf32_applies(precision: str, device_type: str, capability: tuple[int, int] | None) -> bool:
+    """The rule from plain facts: TF32 runs only when asked for (`tf32`) on a CUDA GPU that has it (Ampere, 8.0+).
+
+    On a T4 or V100 torch accepts the flag and computes IEEE fp32: a tag saying `on` there would lie.
+    """
+    return (
+        precision == "tf32"
+        and device_type == "cuda"
+        and capability is not None
+        and capability >= NATIVE_BF16_CAPABILITY
+    )
+
+
 def tf32_enabled(precision: str, device: torch.device) -> bool:
-    """Whether fp32 matmuls and convolutions may run as TF32: only when the run asked for `tf32`, on CUDA."""
-    return precision == "tf32" and device.type == "cuda"
+    """`tf32_applies` for a real device (asks the GPU its compute capability)."""
+    if precision != "tf32" or device.type != "cuda":
+        return False
+    return tf32_applies(precision, device.type, cuda_capability(device))
 
 
 @contextmanager

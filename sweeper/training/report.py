@@ -8,8 +8,19 @@ from pathlib import Path
 
 from sweeper.errors import UserError
 from sweeper.schema.checks import differences
+from sweeper.schema.config import TrainConfig
 from sweeper.schema.spec import Spec, expand, load_spec
-from sweeper.training.cost import GPU_TFLOPS, ModelCost, SweepCost, host_cpu_kind, model_cost, row_models, sweep_cost
+from sweeper.training import memory
+from sweeper.training.cost import (
+    GPU_KINDS,
+    ModelCost,
+    SweepCost,
+    host_cpu_kind,
+    model_cost,
+    row_configs,
+    row_models,
+    sweep_cost,
+)
 
 
 def validation_lines(path: Path, spec: Spec) -> list[str]:
@@ -31,7 +42,7 @@ def validation_lines(path: Path, spec: Spec) -> list[str]:
     for label, _ in spec.row_overrides():
         cell = next(c for c in cells if c.label == label)
         changed = ", ".join(f"{k}={v}" for k, v in differences(base, cell.config).items()) or "as base"
-        lines.append(f"  {label}: {changed}, {model_cost(cell.config).params:,} params")
+        lines.append(f"  {label}: {changed}{_peak(cell.config)}, {model_cost(cell.config).params:,} params")
     return lines
 
 
@@ -72,7 +83,7 @@ def survey(directory: str | Path) -> list[tuple[Path, SpecSummary | UserError]]:
 def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: float | None = None) -> list[str]:
     """The lines `sweeper list` prints for one spec."""
     kind = host_cpu_kind()
-    gpu, cpu = gpu_tflops or GPU_TFLOPS, cpu_gflops or kind.gflops
+    cpu = cpu_gflops or kind.gflops
     spec, seeds = summary.spec, summary.spec.seeds
     if spec.search is not None:
         trials = spec.search.budget() or "time-bounded"
@@ -87,10 +98,36 @@ def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: 
         lines.append(
             f"  {c.profile}: {_plural(c.cells, 'cell')} x {epochs} epoch{'s' * (c.epochs != (1,))}, "
             f"{_count(c.train_images)} training images, {'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP"
-            f" -> GPU {_duration(c.gpu_hours(gpu))} at {gpu:g} TFLOP/s,"
+            f" -> {_gpu_estimates(c, gpu_tflops)},"
             f" CPU {_duration(c.cpu_hours(cpu, kind.cell_seconds))} at {cpu:g} GFLOP/s ({kind.name})"
         )
+    lines.append(f"  peak GPU memory (estimated, per row):{_peaks(summary)}")
     return lines
+
+
+def _gpu_estimates(cost: SweepCost, tflops: float | None) -> str:
+    """'GPU T4 2.1 h, V100 55 min, ...' at each kind's assumed rate, or one time at a measured `tflops`."""
+    if tflops:
+        return f"GPU {_duration(cost.gpu_hours(tflops))} at {tflops:g} TFLOP/s"
+    return "GPU " + ", ".join(f"{k.name} {_duration(cost.gpu_hours(k.tflops))}" for k in GPU_KINDS.values())
+
+
+def _peak(config: TrainConfig) -> str:
+    """', ~2.1 GiB peak GPU memory at batch 256, bf16' (the cell's estimated training memory), or ''."""
+    est = memory.estimate(config)
+    if est is None:
+        return ""
+    half = "fp16/bf16" if config.precision == "auto" else config.precision
+    return f", ~{est.gib()} peak GPU memory at batch {config.data.batch_size}, {half}"
+
+
+def _peaks(summary: SpecSummary) -> str:
+    """Each row's estimated peak at the spec's own settings, largest first where there are many."""
+    rows = [(label, memory.estimate(config)) for label, config in row_configs(summary.spec)]
+    known = sorted(((e.total, label, e.gib()) for label, e in rows if e is not None), reverse=True)
+    shown = "; ".join(f"{label} {gib}" for _, label, gib in known[:4])
+    more = f"; {len(known) - 4} more below" if len(known) > 4 else ""
+    return f" {shown}{more}" if known else " unknown (the network does not run on the meta device)"
 
 
 def _plural(n: int, word: str) -> str:

@@ -36,16 +36,16 @@ from sweeper.training.device import (
     THREAD_SAMPLE_S,
     apply_threads,
     input_format,
-    match_param_layouts,
     pick_device,
+    synchronize,
     to_device,
 )
 from sweeper.training.evaluate import evaluate
-from sweeper.training.optim import build_optimizer, build_scheduler
+from sweeper.training.optim import build_optimizer, build_scheduler, load_optimizer_state
 from sweeper.training.precision import (
     autocast,
     device_rng_state,
-    needs_grad_scaler,
+    grad_scaler,
     numerics,
     resolve_for,
     set_device_rng_state,
@@ -154,7 +154,7 @@ def setup(cfg: TrainConfig, train_x: torch.Tensor, device: torch.device, precisi
         optimizer=optimizer,
         scheduler=build_scheduler(cfg, optimizer, steps),
         criterion=loss_fn(cfg),
-        scaler=torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(precision)),
+        scaler=grad_scaler(cfg, device, precision),
         ema=ema,
     )
 
@@ -162,8 +162,7 @@ def setup(cfg: TrainConfig, train_x: torch.Tensor, device: torch.device, precisi
 def resume_from(state: LoopState, parts: Parts, generator: torch.Generator, device: torch.device) -> Progress:
     """Load a checkpoint into the parts and RNGs; the run continues after its epoch."""
     parts.model.load_state_dict(state["model"])
-    parts.optimizer.load_state_dict(state["optimizer"])
-    match_param_layouts(parts.optimizer)  # the state may come from a device with other layouts
+    load_optimizer_state(parts.optimizer, state["optimizer"])  # Muon's NS precision stays this device's
     if parts.scheduler is not None and state.get("scheduler") is not None:
         parts.scheduler.load_state_dict(state["scheduler"])
     if parts.ema is not None and state["ema"] is not None:
@@ -338,6 +337,7 @@ def _train(
             loss_sum += loss if summed else loss * len(y)
             correct += (logits.argmax(1) == y).sum()
         seen = steps * min(bs, n)
+        synchronize(device)  # once an epoch: the clock stops when the GPU finished, not when Python queued
         train_time = time.perf_counter() - tick
         val = evaluate(parts.eval_net, data.val, cfg, device, precision)
         lr = optimizer.param_groups[0]["lr"]

@@ -121,3 +121,42 @@ def test_progress_display_shows_counts_and_each_workers_epoch():
     text = console.export_text()
     assert "1 done · 1 running · 1 failed · 1 pruned · 3 left" in text
     assert "host:12 #0" in text and "cell b" in text and "3/10" in text
+
+
+# --- several workers on one GPU (--devices 0,0,1,1) -----------------------------------------
+
+
+def test_packing_gives_each_worker_its_own_one_entry_mask(tmp_path, capsys):
+    from sweeper.sweep import workers
+
+    one_each = workers.assignments(None, None, "auto", gpu_count=2, environ={})
+    assert [env["CUDA_VISIBLE_DEVICES"] for env, _, _ in one_each] == ["0", "1"], "the default stays one per GPU"
+    packed = workers.assignments(None, [0, 0, 1, 1], "auto", gpu_count=2, environ={"CUDA_VISIBLE_DEVICES": "2,3"})
+    assert [env["CUDA_VISIBLE_DEVICES"] for env, _, _ in packed] == ["2", "2", "3", "3"]
+    assert all(device == "cuda" for _, device, _ in packed)
+    assert "no MPS daemon runs" in capsys.readouterr().err, "packing without MPS time-slices: say so"
+    (tmp_path / "control").touch()  # an MPS daemon's pipe
+    workers.assignments(None, [0, 0], "auto", gpu_count=1, environ={"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)})
+    assert "MPS" not in capsys.readouterr().err
+
+
+def test_two_workers_on_one_device_claim_distinct_cells(write_spec, store_uri, data_dir, monkeypatch):
+    """`--devices 0,0` as planned for one GPU (both workers masked to it), trained on the CPU here."""
+    from sweeper.sweep import launch, workers
+
+    planned = workers.assignments
+
+    def one_gpu_twice(jobs, devices, device, **_):
+        plan = planned(jobs, devices, "auto", gpu_count=1, environ={})
+        assert [env["CUDA_VISIBLE_DEVICES"] for env, _, _ in plan] == ["0", "0"]
+        return [(env, "cpu", 1) for env, _, _ in plan]  # no GPU here: the same masks, trained on the CPU
+
+    monkeypatch.setattr(launch.workers, "assignments", one_gpu_twice)
+    path = write_spec(grid_spec(activation=["relu", "gelu"], **{"optimizer.lr": [1e-3, 3e-3]}))
+    report = sweep.run(path, tracking_uri=store_uri, device="cpu", console=Console(quiet=True), devices=[0, 0])
+    assert len(report.finished) == 4 and not report.failed, report
+    cells = sorted(r.data.tags["sweeper.cell"] for r in cell_runs(store_uri))
+    assert cells == sorted({c.id for c in expand(load_spec(path))}), "each cell once, none twice"
+    sw = sweep.open_sweep(path, tracking_uri=store_uri)
+    complete = [t for t in sw.study.get_trials() if t.state.name == "COMPLETE"]
+    assert len({t.user_attrs["sweeper.worker"] for t in complete}) == 2, "both workers on the device trained cells"

@@ -91,7 +91,7 @@ def test_cpu_workers_split_the_threads(monkeypatch):
 
 def test_slurm_tasks_with_gpus_train_on_cuda(capsys):
     assert task_device("auto", 1) == "cuda", "a broken driver must fail loudly, not train on one CPU core"
-    assert task_device("auto", 0) == "auto"
+    assert task_device("auto", 0) == "cpu", "a CPU task must not pick up a GPU of the node it was not given"
     assert task_device("cuda", 2) == "cuda"
     assert "1 of its GPUs stay idle" in capsys.readouterr().err
     with pytest.raises(UserError, match="--opt gpus_per_worker=1"):
