@@ -37,6 +37,10 @@ def table(
     check_reported: Annotated[
         bool, typer.Option("--check-reported", help="Exit 1 if a finished row is out of tolerance of its report.")
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="With -f csv: the numbers (mean, std, n, seeds, reported, delta, p) unformatted."),
+    ] = False,
 ) -> None:
     """Rebuild the spec's table from the tracked runs alone (and log it to the sweep's run as table.md)."""
     from sweeper import tables
@@ -47,7 +51,7 @@ def table(
         same, diff = tables.check(built, check)
         sys.stdout.write(diff if not same else f"{check}: the table of '{built.name}' matches the runs.\n")
         raise typer.Exit(0 if same else 1)
-    text = tables.render(built, fmt)
+    text = raw_text(built, fmt) if raw else tables.render(built, fmt)
     if check_reported:
         outside = tables.out_of_tolerance(built)
         sys.stdout.write(text)
@@ -60,6 +64,16 @@ def table(
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text)
+
+
+def raw_text(built: object, fmt: str) -> str:
+    """`--raw`: the table's numbers as CSV (sweeper.tables.raw), the same records as sweeper.table().to_pandas()."""
+    from sweeper.errors import UserError
+    from sweeper.tables.raw import raw_csv
+
+    if fmt != "csv":
+        raise UserError(f"--raw gives numbers as CSV: use it with -f csv (not -f {fmt}).")
+    return raw_csv(built)  # type: ignore[arg-type]
 
 
 def plot(
