@@ -96,11 +96,13 @@ def run(
     from rich.console import Console
 
     from sweeper import sweep
+    from sweeper.sweep.answer import announce
 
     uri = find_store(spec, tracking_uri, quiet=quiet)
     console = Console(quiet=quiet)
     with _project_data(spec):
         report = sweep.run(spec, profile, tracking_uri=uri, device=device, data=data, jobs=jobs, console=console)
+        announce(spec, profile, uri, console)
     return report
 
 

@@ -182,6 +182,10 @@ class Search(Strict):
             for k, p in self.params.items()
         }
 
+    def metrics(self) -> list[str]:
+        """The objective's metric names, in order (one value per name in each trial)."""
+        return [self.objective.metric]
+
     def budget(self) -> int | None:
         """Trials in the study: n_trials, else the grid's size (grid sampler), else unbounded."""
         if self.n_trials is not None or self.sampler != "grid":
