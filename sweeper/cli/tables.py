@@ -95,6 +95,7 @@ def plot(
     from sweeper.tables import compare
 
     files = compare.plot(name, metric, out, profile, tracking_uri, bar_metric, png)
+    files += search_files(name, profile, files[0].parent, tracking_uri, png)
     console.print(
         "wrote " + ", ".join(str(f) for f in files) + " (also logged to the sweep's MLflow run)", soft_wrap=True
     )
@@ -110,4 +111,16 @@ def report(
     """Write one markdown report with the table of every sweep in the store and links to its figures."""
     from sweeper.tables import compare
 
-    console.print(f"wrote {compare.report(out, tracking_uri, metric, figures, png)}")
+    written = compare.report(out, tracking_uri, metric, figures, png)
+    if figures:  # a search's own figures (Optuna's), linked at the end of the report
+        from sweeper.sweep.figures import report_section
+
+        report_section(written, tracking_uri, png)
+    console.print(f"wrote {written}")
+
+
+def search_files(name: str, profile: str | None, folder: Path, tracking_uri: str | None, png: bool) -> list[Path]:
+    """A search's Optuna figures beside the comparison figure (nothing for rows and grids)."""
+    from sweeper.sweep.figures import search_figures
+
+    return [f for _, files in search_figures(name, profile, folder, tracking_uri, png) for f in files]

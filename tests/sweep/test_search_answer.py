@@ -71,3 +71,20 @@ def test_a_search_ends_with_its_best_trial_printed_logged_and_first_in_the_table
     status = runner.invoke(app, ["status", str(path), "--tracking-uri", store_uri])
     assert status.exit_code == 0, status.output
     assert f"study {sw.name} in sqlite:///" in status.stdout.splitlines()[0]
+
+    # Optuna's own figures beside the comparison figure, on the parent run, and linked from the report
+    out = path.parent / "results"
+    plotted = runner.invoke(
+        app, ["plot", str(path), "--tracking-uri", store_uri, "--out", str(out / "cmp.html"), "--no-png"]
+    )
+    assert plotted.exit_code == 0, plotted.output
+    for key in ("history", "importances", "parallel", "curves"):
+        assert (out / f"tiny-default-{key}.html").is_file(), key
+    curves = (out / "tiny-default-curves.html").read_text()
+    assert curves.count('"mode":"lines+markers"') == len(trials)  # every trial's curve, the pruned ones too
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert "figures/tiny-default-history.html" in logged
+    reported = runner.invoke(app, ["report", "--out", str(out), "--tracking-uri", store_uri, "--no-png"])
+    assert reported.exit_code == 0, reported.output
+    text = (out / "report.md").read_text()
+    assert "## Searches" in text and "(figures/tiny-default-importances.html)" in text
