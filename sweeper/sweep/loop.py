@@ -20,7 +20,7 @@ from sweeper.errors import Pruned
 from sweeper.runs import cellrun, process, tracking
 from sweeper.schema.spec import Cell, trial_cell
 from sweeper.secrets import mask_uri
-from sweeper.sweep import ledger
+from sweeper.sweep import ledger, seeds
 from sweeper.sweep.ledger import Snapshot, SweepReport
 from sweeper.sweep.runner import run_cell
 from sweeper.sweep.study import Sweep
@@ -101,23 +101,33 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
     def train_cell(trial: optuna.Trial) -> float:
         cell = _claim(sw, trial)
         trial.set_user_attr(Attr.WORKER, worker)
+        group = seeds.group_of(sw.spec, sw.profile, cell, trial.params, trial.number)  # a search over seeds: >1
+        curves = seeds.Curves(group)
+        return seeds.objective([train_seed(trial, c, i, curves) for i, c in enumerate(group)])
+
+    def train_seed(trial: optuna.Trial, cell: Cell, index: int, curves: seeds.Curves) -> float:
         finished = tracking.finished_cells(sw.store, sw.exp_id).get(cell.id)
         if finished is not None:  # MLflow is the record: a finished cell is never trained again
-            trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
+            if index == 0:
+                trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
             if metric not in finished.data.metrics:
                 _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {metric}")
+            curves.record(index, tracking.metric_history(sw.store, finished.info.run_id, watch))
             return finished.data.metrics[metric]
 
         def on_run(run_id: str) -> None:  # a retried trial carries its dead twin's attrs: this run replaces them
-            trial.set_user_attr(Attr.MLFLOW_RUN, run_id)
+            if index == 0:  # a trial's run is its first seed's
+                trial.set_user_attr(Attr.MLFLOW_RUN, run_id)
 
         def on_epoch(metrics: dict[str, float]) -> None:
             epoch, value = int(metrics["epoch"]), metrics.get(watch, math.nan)
             trial.set_user_attr(Attr.EPOCH, epoch)
             if math.isfinite(value):
-                trial.report(value, epoch)
+                step, shown = curves.step(index, epoch, value)
+                trial.report(shown, step)
                 if trial.should_prune():
-                    raise Pruned(f"pruned at epoch {epoch}: {watch} {value:.4f}")
+                    mean = f" (mean of {index + 1} seeds)" if index else ""
+                    raise Pruned(f"pruned at epoch {epoch}: {watch} {shown:.4f}{mean}")
 
         outcome = run_cell(
             cell,

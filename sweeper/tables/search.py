@@ -30,7 +30,7 @@ def order(spec: Spec, rows: list[list[Pick]], collect: Any) -> list[list[Pick]]:
 
     def key(row: list[Pick]) -> tuple[int, float]:
         mean = collect(objective.metric, row).mean
-        if not math.isnan(mean):
+        if not math.isnan(mean) and not any(p.state == "pruned" for p in row):  # a pruned group's seeds: partial
             return 0, sign * mean
         last = stopped(row, objective.epoch_metric())
         return (1, sign * last[1]) if last is not None else (2, 0.0)
