@@ -31,7 +31,7 @@ class Best:
     def row(self) -> str:
         """A spec `rows:` entry that trains this configuration as a fixed row."""
         entry = {"label": f"trial {self.number}", **self.params}
-        return yaml.safe_dump([entry], default_flow_style=None, sort_keys=False, width=10_000).strip()
+        return "- " + yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10_000).strip()
 
 
 def best_trials(sw: Sweep) -> list[Best]:
@@ -44,7 +44,9 @@ def best_trials(sw: Sweep) -> list[Best]:
     trials = sw.study.best_trials if len(sw.study.directions) > 1 else [sw.study.best_trial]
     metrics = sw.spec.search.metrics()
     return [
-        Best(t.number, dict(zip(metrics, t.values)), dict(t.params), t.user_attrs.get(Attr.MLFLOW_RUN))
+        Best(
+            t.number, dict(zip(metrics, t.values)), sw.spec.search.decoded(t.params), t.user_attrs.get(Attr.MLFLOW_RUN)
+        )
         for t in sorted(trials, key=lambda t: t.number)
     ]
 

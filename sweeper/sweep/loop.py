@@ -71,7 +71,7 @@ def _suggest(trial: optuna.Trial, key: str, p: Any) -> Any:
         return trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
     if p.type == "int":
         return trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
-    return trial.suggest_categorical(key, p.choices)
+    return p.decode(trial.suggest_categorical(key, p.encoded()))  # a list choice travels as its text
 
 
 def _claim(sw: Sweep, trial: optuna.Trial) -> Cell:
@@ -95,25 +95,27 @@ def _claim(sw: Sweep, trial: optuna.Trial) -> Cell:
 
 def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: Progress, worker: str):
     """The trial function: claim a cell, train it (reporting each epoch to the pruner), return the metric."""
-    objective = sw.spec.search.objective if sw.spec.search else None
+    objective = sw.spec.search.primary() if sw.spec.search else None
     metric, watch = (objective.metric, objective.epoch_metric()) if objective else ("best_val_acc", "val_acc")
+    metrics = sw.spec.search.metrics() if sw.spec.search else [metric]  # several: a multi-objective study
 
-    def train_cell(trial: optuna.Trial) -> float:
+    def train_cell(trial: optuna.Trial) -> float | list[float]:
         cell = _claim(sw, trial)
         trial.set_user_attr(Attr.WORKER, worker)
         group = seeds.group_of(sw.spec, sw.profile, cell, trial.params, trial.number)  # a search over seeds: >1
         curves = seeds.Curves(group)
         return seeds.objective([train_seed(trial, c, i, curves) for i, c in enumerate(group)])
 
-    def train_seed(trial: optuna.Trial, cell: Cell, index: int, curves: seeds.Curves) -> float:
+    def train_seed(trial: optuna.Trial, cell: Cell, index: int, curves: seeds.Curves) -> list[float]:
         finished = tracking.finished_cells(sw.store, sw.exp_id).get(cell.id)
         if finished is not None:  # MLflow is the record: a finished cell is never trained again
             if index == 0:
                 trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
-            if metric not in finished.data.metrics:
-                _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {metric}")
+            lacking = [m for m in metrics if m not in finished.data.metrics]
+            if lacking:
+                _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {', '.join(lacking)}")
             curves.record(index, tracking.metric_history(sw.store, finished.info.run_id, watch))
-            return finished.data.metrics[metric]
+            return [finished.data.metrics[m] for m in metrics]
 
         def on_run(run_id: str) -> None:  # a retried trial carries its dead twin's attrs: this run replaces them
             if index == 0:  # a trial's run is its first seed's
@@ -122,7 +124,7 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
         def on_epoch(metrics: dict[str, float]) -> None:
             epoch, value = int(metrics["epoch"]), metrics.get(watch, math.nan)
             trial.set_user_attr(Attr.EPOCH, epoch)
-            if math.isfinite(value):
+            if math.isfinite(value) and len(metrics) == 1:  # Optuna prunes single-objective studies only
                 step, shown = curves.step(index, epoch, value)
                 trial.report(shown, step)
                 if trial.should_prune():
@@ -149,9 +151,9 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
             trial.set_user_attr(Attr.ERROR, outcome.error)
             raise _CellFailed(outcome.error)
         assert outcome.summary is not None
-        return outcome.summary[metric]
+        return [outcome.summary[m] for m in metrics]
 
-    def run_trial(trial: optuna.Trial) -> float:
+    def run_trial(trial: optuna.Trial) -> float | list[float]:
         try:
             return train_cell(trial)
         except KeyboardInterrupt:

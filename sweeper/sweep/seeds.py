@@ -19,6 +19,7 @@ def group_of(spec: Spec, profile: str | None, cell: Cell, params: dict[str, Any]
     if spec.search is None:
         return [cell]
     seeds = [s for s in spec.seeds_for(profile) if s != cell.seed]
+    params = spec.search.decoded(params)  # a list choice comes back from Optuna as its text
     return [cell, *(trial_cell(spec, profile, params, number, seed=s) for s in seeds)]
 
 
@@ -42,6 +43,7 @@ class Curves:
         return index * self.epochs + epoch, statistics.fmean(values)
 
 
-def objective(values: list[float]) -> float:
-    """A trial's value: the mean of its seeds' values."""
-    return statistics.fmean(values)
+def objective(values: list[list[float]]) -> float | list[float]:
+    """A trial's value: per objective, the mean of its seeds' values (one objective: a number)."""
+    means = [statistics.fmean(column) for column in zip(*values)]
+    return means[0] if len(means) == 1 else means

@@ -76,6 +76,7 @@ def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bo
     table.floors = [[spec.table.floor(m, r or 0.0) for m, r in zip(table.metrics, rep)] for rep in table.reported]
     search.mark_pruned(table, spec, order)
     table.notes = _notes(table, spec, order)
+    search.mark_front(table, spec, order, collect)
     sweeps = store.search(exp_id, "sweep") if exp_id and parent else []
     sweep = next((s for s in sweeps if s.info.run_id == parent), None)
     if sweep is not None:
