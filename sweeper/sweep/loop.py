@@ -97,7 +97,7 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
     """The trial function: claim a cell, train it (reporting each epoch to the pruner), return the metric."""
     objective = sw.spec.search.primary() if sw.spec.search else None
     metric, watch = (objective.metric, objective.epoch_metric()) if objective else ("best_val_acc", "val_acc")
-    metrics = sw.spec.search.metrics() if sw.spec.search else [metric]  # several: a multi-objective study
+    targets = sw.spec.search.metrics() if sw.spec.search else [metric]  # several: a multi-objective study
 
     def train_cell(trial: optuna.Trial) -> float | list[float]:
         cell = _claim(sw, trial)
@@ -111,11 +111,11 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
         if finished is not None:  # MLflow is the record: a finished cell is never trained again
             if index == 0:
                 trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
-            lacking = [m for m in metrics if m not in finished.data.metrics]
+            lacking = [m for m in targets if m not in finished.data.metrics]
             if lacking:
                 _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {', '.join(lacking)}")
             curves.record(index, tracking.metric_history(sw.store, finished.info.run_id, watch))
-            return [finished.data.metrics[m] for m in metrics]
+            return [finished.data.metrics[m] for m in targets]
 
         def on_run(run_id: str) -> None:  # a retried trial carries its dead twin's attrs: this run replaces them
             if index == 0:  # a trial's run is its first seed's
@@ -124,7 +124,7 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
         def on_epoch(metrics: dict[str, float]) -> None:
             epoch, value = int(metrics["epoch"]), metrics.get(watch, math.nan)
             trial.set_user_attr(Attr.EPOCH, epoch)
-            if math.isfinite(value) and len(metrics) == 1:  # Optuna prunes single-objective studies only
+            if math.isfinite(value) and len(targets) == 1:  # Optuna prunes single-objective studies only
                 step, shown = curves.step(index, epoch, value)
                 trial.report(shown, step)
                 if trial.should_prune():
@@ -151,7 +151,7 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
             trial.set_user_attr(Attr.ERROR, outcome.error)
             raise _CellFailed(outcome.error)
         assert outcome.summary is not None
-        return [outcome.summary[m] for m in metrics]
+        return [outcome.summary[m] for m in targets]
 
     def run_trial(trial: optuna.Trial) -> float | list[float]:
         try:
