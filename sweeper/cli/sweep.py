@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 
@@ -21,6 +21,9 @@ from sweeper.cli.common import (
     sigterm_as_interrupt,
 )
 from sweeper.errors import UserError
+
+if TYPE_CHECKING:
+    from sweeper.schema.spec import Spec
 
 
 def register(app: typer.Typer) -> None:
@@ -87,6 +90,10 @@ def run(
             + (f" -p {profile}" if profile else "")
         )
     report = launched.report
+    if report is not None:  # a search ends with its answer: the best trial, printed and on the parent run
+        from sweeper.sweep.answer import announce
+
+        announce(spec, profile, tracking_uri, console, storage)
     if report is not None and report.failed:
         err_console.print(
             f"[red]{len(report.failed)} cell(s) failed:[/] {', '.join(report.failed)} "
@@ -148,6 +155,7 @@ def status(
     from sweeper.sweep.launchers import watched
 
     snap, loaded = sweep.status(spec, profile, storage=storage, tracking_uri=tracking_uri)
+    say(study_line(loaded, profile, storage, tracking_uri))
     left = snap.count("left") if snap.extra_left is not None else f"{snap.count('left')}+ (time budget)"
     say(
         f"done {snap.count('done')}, running {snap.count('running')}, failed {snap.count('failed')}, "
@@ -161,6 +169,16 @@ def status(
     for name in watched(loaded.launcher, profile, launcher):
         for w in launcher_named(name, spec).states(loaded.name, tracking_uri):
             say(f"  {name} {w.worker}: {w.state}" + (f" ({w.where})" if w.where else ""))
+
+
+def study_line(spec: Spec, profile: str | None, storage: str | None, tracking_uri: str | None) -> str:
+    """The study and its storage, on one line: what Optuna's own tools (optuna-dashboard) open."""
+    from sweeper.secrets import mask_uri
+    from sweeper.settings import get_settings
+    from sweeper.sweep.study import storage_url, study_name
+
+    url = storage_url(storage, get_settings().resolved_tracking_uri(tracking_uri))
+    return f"study {study_name(spec, profile)} in {mask_uri(url)}"
 
 
 def logs(

@@ -37,6 +37,10 @@ def table(
     check_reported: Annotated[
         bool, typer.Option("--check-reported", help="Exit 1 if a finished row is out of tolerance of its report.")
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="With -f csv: the numbers (mean, std, n, seeds, reported, delta, p) unformatted."),
+    ] = False,
 ) -> None:
     """Rebuild the spec's table from the tracked runs alone (and log it to the sweep's run as table.md)."""
     from sweeper import tables
@@ -47,7 +51,7 @@ def table(
         same, diff = tables.check(built, check)
         sys.stdout.write(diff if not same else f"{check}: the table of '{built.name}' matches the runs.\n")
         raise typer.Exit(0 if same else 1)
-    text = tables.render(built, fmt)
+    text = raw_text(built, fmt) if raw else tables.render(built, fmt)
     if check_reported:
         outside = tables.out_of_tolerance(built)
         sys.stdout.write(text)
@@ -60,6 +64,16 @@ def table(
         console.print(f"wrote {out}")
     else:
         sys.stdout.write(text)
+
+
+def raw_text(built: object, fmt: str) -> str:
+    """`--raw`: the table's numbers as CSV (sweeper.tables.raw), the same records as sweeper.table().to_pandas()."""
+    from sweeper.errors import UserError
+    from sweeper.tables.raw import raw_csv
+
+    if fmt != "csv":
+        raise UserError(f"--raw gives numbers as CSV: use it with -f csv (not -f {fmt}).")
+    return raw_csv(built)  # type: ignore[arg-type]
 
 
 def plot(
@@ -81,6 +95,7 @@ def plot(
     from sweeper.tables import compare
 
     files = compare.plot(name, metric, out, profile, tracking_uri, bar_metric, png)
+    files += search_files(name, profile, files[0].parent, tracking_uri, png)
     console.print(
         "wrote " + ", ".join(str(f) for f in files) + " (also logged to the sweep's MLflow run)", soft_wrap=True
     )
@@ -96,4 +111,16 @@ def report(
     """Write one markdown report with the table of every sweep in the store and links to its figures."""
     from sweeper.tables import compare
 
-    console.print(f"wrote {compare.report(out, tracking_uri, metric, figures, png)}")
+    written = compare.report(out, tracking_uri, metric, figures, png)
+    if figures:  # a search's own figures (Optuna's), linked at the end of the report
+        from sweeper.sweep.figures import report_section
+
+        report_section(written, tracking_uri, png)
+    console.print(f"wrote {written}")
+
+
+def search_files(name: str, profile: str | None, folder: Path, tracking_uri: str | None, png: bool) -> list[Path]:
+    """A search's Optuna figures beside the comparison figure (nothing for rows and grids)."""
+    from sweeper.sweep.figures import search_figures
+
+    return [f for _, files in search_figures(name, profile, folder, tracking_uri, png) for f in files]

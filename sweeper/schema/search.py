@@ -68,14 +68,22 @@ class IntParam(Strict):
 
 
 class CategoricalParam(Strict):
-    """One of a list of values: names, numbers, booleans."""
+    """One of a list of values: names, numbers, booleans, or lists of numbers (e.g. a network's widths)."""
 
     type: Literal["categorical"]
-    choices: list[str | bool | int | float] = Field(min_length=1)
+    choices: list[str | bool | int | float | list[int | float]] = Field(min_length=1)
 
     def bounds(self) -> list[Any]:
         """Every choice."""
         return list(self.choices)
+
+    def encoded(self) -> list[Any]:
+        """The choices as Optuna stores them: a list as its text ("[32, 64, 128]"), the rest as they are."""
+        return [str(c) if isinstance(c, list) else c for c in self.choices]
+
+    def decode(self, value: Any) -> Any:
+        """A choice back from Optuna's (or MLflow's) text of it."""
+        return next((c for c in self.choices if isinstance(c, list) and str(c) == value), value)
 
 
 Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
@@ -148,7 +156,7 @@ class Objective(Strict):
 
 
 class Search(Strict):
-    """An Optuna search in place of rows: each trial samples the params and trains one cell."""
+    """An Optuna search in place of rows: each trial samples the params and trains one cell per seed."""
 
     sampler: name_of(SAMPLERS) = "tpe"  # type: ignore[valid-type]
     seed: int | None = Field(None, ge=0, description="sampler seed (offset per worker when parallel)")
@@ -156,10 +164,18 @@ class Search(Strict):
     n_trials: int | None = Field(None, ge=1, description="trials in the whole study, over all workers")
     timeout: float | None = Field(None, gt=0, description="seconds each worker keeps starting trials")
     pruner: PrunerSpec = NoPruner()
-    objective: Objective = Objective()
+    # One objective, or several (a multi-objective study whose answer is its Pareto front).
+    objective: Objective | list[Objective] = Objective()
 
     @model_validator(mode="after")
     def _consistent(self) -> Search:
+        objectives = self.objectives()
+        if not objectives or len({o.metric for o in objectives}) != len(objectives):
+            raise ValueError("objective: give one objective, or a list of objectives on different metrics")
+        if len(objectives) > 1 and self.pruner.name != "none":
+            raise ValueError("Optuna prunes single-objective searches only: drop the pruner or keep one objective")
+        if len(objectives) > 1 and self.sampler == "cmaes":
+            raise ValueError("CMA-ES optimises one objective: use tpe, random or grid for several")
         kinds = {key: p.type for key, p in self.params.items()}
         if self.sampler == "grid":
             floats = [k for k, t in kinds.items() if t == "float"]
@@ -178,9 +194,25 @@ class Search(Strict):
     def grid_space(self) -> dict[str, list[Any]]:
         """Every value of every param (grid sampler only)."""
         return {
-            k: p.bounds() if p.type == "categorical" else list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+            k: p.encoded() if p.type == "categorical" else list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
             for k, p in self.params.items()
         }
+
+    def objectives(self) -> list[Objective]:
+        """The objectives, in order (one value per objective in each trial)."""
+        return list(self.objective) if isinstance(self.objective, list) else [self.objective]
+
+    def primary(self) -> Objective:
+        """The first objective: what the pruner watches and what orders the table."""
+        return self.objectives()[0]
+
+    def metrics(self) -> list[str]:
+        """The objectives' metric names, in order."""
+        return [o.metric for o in self.objectives()]
+
+    def decoded(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Sampled params as the config takes them (a list choice back from Optuna's text)."""
+        return {k: _decode(self.params.get(k), v) for k, v in params.items()}
 
     def budget(self) -> int | None:
         """Trials in the study: n_trials, else the grid's size (grid sampler), else unbounded."""
@@ -194,3 +226,8 @@ class Search(Strict):
     def edge_overrides(self) -> list[dict[str, Any]]:
         """Dotted overrides at every param's edges: if these validate, every sample does."""
         return [{key: value} for key, param in self.params.items() for value in param.bounds()]
+
+
+def _decode(param: Any, value: Any) -> Any:
+    """One sampled value as the config takes it."""
+    return param.decode(value) if isinstance(param, CategoricalParam) else value

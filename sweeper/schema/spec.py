@@ -91,8 +91,6 @@ class Spec(Strict):
                 "give exactly one of `rows` (one per table row), `grid` (a cartesian product) "
                 "or `search` (an Optuna search)"
             )
-        if self.search is not None and any(len(self.seeds_for(p)) != 1 for p in [None, *self.profiles]):
-            raise ValueError("a search trains one seed per trial: give a single seed (in profiles too)")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be unique")
         self._check_reported()
@@ -314,21 +312,37 @@ def trial_cell(
     *,
     where: Path | None = None,
     tree: Any = None,
+    seed: int | None = None,
 ) -> Cell:
-    """The cell of one search trial: base + sampled dotted overrides + profile, validated like a row."""
+    """The cell of one search trial: base + sampled dotted overrides + profile, validated like a row; at the
+    profile's first seed unless `seed` is given."""
     where = where or Path(f"<spec {spec.name}>")
-    cell, problems = _trial(spec, profile, params, number, where, tree)
+    cell, problems = _trial(spec, profile, params, number, where, tree, seed=seed)
     if cell is None:
         raise UserError(paragraph(where, problems))
     return cell
 
 
+def trial_group(spec: Spec, profile: str | None, params: dict[str, Any], number: int = 0) -> list[Cell]:
+    """A search trial's cells, one per seed of the profile (the first is trial_cell's: its id never moves)."""
+    first = trial_cell(spec, profile, params, number)
+    seeds = spec.seeds_for(profile)[1:]
+    return [first, *(trial_cell(spec, profile, params, number, seed=s) for s in seeds)]
+
+
 def _trial(
-    spec: Spec, profile: str | None, params: dict[str, Any], number: int, where: Path, tree: Any, strict: bool = False
+    spec: Spec,
+    profile: str | None,
+    params: dict[str, Any],
+    number: int,
+    where: Path,
+    tree: Any,
+    strict: bool = False,
+    seed: int | None = None,
 ) -> tuple[Cell | None, list[str]]:
     """(the trial's cell or None, problems)."""
     label = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
-    seed = spec.seeds_for(profile)[0]
+    seed = spec.seeds_for(profile)[0] if seed is None else seed
 
     def candidates(loc: tuple) -> list[tuple]:
         dotted = ".".join(str(p) for p in loc)

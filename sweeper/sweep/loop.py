@@ -20,7 +20,7 @@ from sweeper.errors import Pruned
 from sweeper.runs import cellrun, process, tracking
 from sweeper.schema.spec import Cell, trial_cell
 from sweeper.secrets import mask_uri
-from sweeper.sweep import ledger
+from sweeper.sweep import ledger, seeds
 from sweeper.sweep.ledger import Snapshot, SweepReport
 from sweeper.sweep.runner import run_cell
 from sweeper.sweep.study import Sweep
@@ -71,7 +71,7 @@ def _suggest(trial: optuna.Trial, key: str, p: Any) -> Any:
         return trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
     if p.type == "int":
         return trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
-    return trial.suggest_categorical(key, p.choices)
+    return p.decode(trial.suggest_categorical(key, p.encoded()))  # a list choice travels as its text
 
 
 def _claim(sw: Sweep, trial: optuna.Trial) -> Cell:
@@ -95,29 +95,41 @@ def _claim(sw: Sweep, trial: optuna.Trial) -> Cell:
 
 def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: Progress, worker: str):
     """The trial function: claim a cell, train it (reporting each epoch to the pruner), return the metric."""
-    objective = sw.spec.search.objective if sw.spec.search else None
+    objective = sw.spec.search.primary() if sw.spec.search else None
     metric, watch = (objective.metric, objective.epoch_metric()) if objective else ("best_val_acc", "val_acc")
+    targets = sw.spec.search.metrics() if sw.spec.search else [metric]  # several: a multi-objective study
 
-    def train_cell(trial: optuna.Trial) -> float:
+    def train_cell(trial: optuna.Trial) -> float | list[float]:
         cell = _claim(sw, trial)
         trial.set_user_attr(Attr.WORKER, worker)
+        group = seeds.group_of(sw.spec, sw.profile, cell, trial.params, trial.number)  # a search over seeds: >1
+        curves = seeds.Curves(group)
+        return seeds.objective([train_seed(trial, c, i, curves) for i, c in enumerate(group)])
+
+    def train_seed(trial: optuna.Trial, cell: Cell, index: int, curves: seeds.Curves) -> list[float]:
         finished = tracking.finished_cells(sw.store, sw.exp_id).get(cell.id)
         if finished is not None:  # MLflow is the record: a finished cell is never trained again
-            trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
-            if metric not in finished.data.metrics:
-                _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {metric}")
-            return finished.data.metrics[metric]
+            if index == 0:
+                trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
+            lacking = [m for m in targets if m not in finished.data.metrics]
+            if lacking:
+                _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {', '.join(lacking)}")
+            curves.record(index, tracking.metric_history(sw.store, finished.info.run_id, watch))
+            return [finished.data.metrics[m] for m in targets]
 
         def on_run(run_id: str) -> None:  # a retried trial carries its dead twin's attrs: this run replaces them
-            trial.set_user_attr(Attr.MLFLOW_RUN, run_id)
+            if index == 0:  # a trial's run is its first seed's
+                trial.set_user_attr(Attr.MLFLOW_RUN, run_id)
 
         def on_epoch(metrics: dict[str, float]) -> None:
             epoch, value = int(metrics["epoch"]), metrics.get(watch, math.nan)
             trial.set_user_attr(Attr.EPOCH, epoch)
-            if math.isfinite(value):
-                trial.report(value, epoch)
+            if math.isfinite(value) and len(targets) == 1:  # Optuna prunes single-objective studies only
+                step, shown = curves.step(index, epoch, value)
+                trial.report(shown, step)
                 if trial.should_prune():
-                    raise Pruned(f"pruned at epoch {epoch}: {watch} {value:.4f}")
+                    mean = f" (mean of {index + 1} seeds)" if index else ""
+                    raise Pruned(f"pruned at epoch {epoch}: {watch} {shown:.4f}{mean}")
 
         outcome = run_cell(
             cell,
@@ -139,9 +151,9 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
             trial.set_user_attr(Attr.ERROR, outcome.error)
             raise _CellFailed(outcome.error)
         assert outcome.summary is not None
-        return outcome.summary[metric]
+        return [outcome.summary[m] for m in targets]
 
-    def run_trial(trial: optuna.Trial) -> float:
+    def run_trial(trial: optuna.Trial) -> float | list[float]:
         try:
             return train_cell(trial)
         except KeyboardInterrupt:

@@ -146,11 +146,11 @@ def open_sweep(
     store = tracking.open_store(uri)
     search = spec.search
     seed = None if search is None or search.seed is None else search.seed + seed_offset
-    direction = search.objective.direction if search else "maximize"
+    directions: list[Any] = [o.direction for o in search.objectives()] if search else ["maximize"]
     study = optuna.create_study(
         storage=rdb,
         study_name=study_name(spec, profile),
-        direction=direction,
+        directions=directions,
         sampler=_sampler(spec, seed),
         pruner=_pruner(spec),
         load_if_exists=True,

@@ -15,6 +15,7 @@ from sweeper.runs import artifacts
 from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.schema.table import Column
+from sweeper.tables import search
 from sweeper.tables.formats import check, fmt_number, fmt_value, key_text, render  # noqa: F401 - the API
 from sweeper.tables.reported import MODES, describe, signed, verdicts
 from sweeper.tables.runs import Pick, Runs, cell_runs, pick_runs, read_runs, resolve, resolve_spec, trial_cells  # noqa: F401
@@ -73,7 +74,9 @@ def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bo
     printed = spec.reported()  # kept with --reported off too: --check-reported judges them
     table.reported = [[printed.get(row[0].cell.label, {}).get(m.key) for m in table.metrics] for row in order]
     table.floors = [[spec.table.floor(m, r or 0.0) for m, r in zip(table.metrics, rep)] for rep in table.reported]
+    search.mark_pruned(table, spec, order)
     table.notes = _notes(table, spec, order)
+    search.mark_front(table, spec, order, collect)
     sweeps = store.search(exp_id, "sweep") if exp_id and parent else []
     sweep = next((s for s in sweeps if s.info.run_id == parent), None)
     if sweep is not None:
@@ -118,7 +121,10 @@ def _data_of(run: Any) -> tuple[str, str, str]:
 
 
 def _order(spec: Spec, rows: list[list[Pick]]) -> list[list[Pick]]:
-    """Rows in spec order, or best-first by `table.sort` (rows without a value last, in spec order)."""
+    """Rows in spec order, or best-first by `table.sort` (rows without a value last, in spec order); a search's
+    trials best first (tables/search.py)."""
+    if spec.table.sort is None and spec.search is not None:
+        return search.order(spec, rows, collect)
     if spec.table.sort is None:
         return rows
     metric = next(m for m in spec.table.metrics if m.key == spec.table.sort)

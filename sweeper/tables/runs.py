@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from sweeper.errors import UserError
 from sweeper.runs import db as runs_db
-from sweeper.schema.spec import Cell, Spec, load_spec, parse_spec, trial_cell
+from sweeper.schema.spec import Cell, Spec, load_spec, parse_spec, trial_group
 from sweeper.secrets import mask_uri
 from sweeper.settings import get_settings
 from sweeper.vocab import DEFAULT_PROFILE, Tag, profile_tag
@@ -160,18 +160,19 @@ def gc_paused() -> Iterator[None]:
 
 
 def trial_cells(spec: Spec, profile: str | None, runs: list[Any]) -> list[Cell]:
-    """A search's rows are the trials that ran, in trial order, rebuilt from each run's sampled params."""
+    """A search's rows are the trials that ran, in trial order, rebuilt from each run's sampled params: one
+    cell per seed of the profile (a search over seeds trains each trial's configuration once per seed)."""
     assert spec.search is not None
-    first: dict[str, Any] = {}
+    first: dict[tuple[str | None, ...], Any] = {}
     for run in reversed(runs):  # oldest first: a trial's number is fixed when it starts
-        first.setdefault(run.data.tags.get(Tag.CELL, ""), run)
+        first.setdefault(tuple(run.data.params.get(k) for k in spec.search.params), run)  # one per configuration
     cells = []
     for run in sorted(first.values(), key=lambda r: int(r.data.tags.get(Tag.TRIAL, 0))):
         missing = [k for k in spec.search.params if k not in run.data.params]
         if missing:
             raise UserError(f"run {run.info.run_id} of search '{spec.name}' has no param {', '.join(missing)}.")
         params = {k: _parsed(p, run.data.params[k]) for k, p in spec.search.params.items()}
-        cells.append(trial_cell(spec, profile, params, int(run.data.tags.get(Tag.TRIAL, 0))))
+        cells += trial_group(spec, profile, params, int(run.data.tags.get(Tag.TRIAL, 0)))
     return cells
 
 

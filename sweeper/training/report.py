@@ -31,7 +31,7 @@ def validation_lines(path: Path, spec: Spec) -> list[str]:
         budget = f"{s.budget() or 'unbounded'} trials" + (f", {s.timeout:g} s per worker" if s.timeout else "")
         return [
             f"ok {path}: {spec.name}, {s.sampler} search over {', '.join(s.params)}: {budget}, pruner "
-            f"{s.pruner.name}, {s.objective.direction} {s.objective.metric}; profiles: {profiles}"
+            f"{s.pruner.name}, {', '.join(f'{o.direction} {o.metric}' for o in s.objectives())}; profiles: {profiles}"
         ]
     cells, base = expand(spec), spec.base_config()
     rows = len(cells) // len(spec.seeds)

@@ -59,8 +59,7 @@ def test_search_section_is_strict_and_points_at_the_line(write_spec):
         load_spec(write_spec(grid_float))
     with pytest.raises(UserError, match="exactly one of `rows`"):
         load_spec(write_spec({**search_spec(), "rows": TINY_SPEC["rows"]}))
-    with pytest.raises(UserError, match="single seed"):
-        load_spec(write_spec({**search_spec(), "seeds": [0, 1]}))
+    assert load_spec(write_spec({**search_spec(), "seeds": [0, 1]})).seeds == [0, 1]  # a search over seeds
     with pytest.raises(UserError, match="cannot go the objective's way"):
         load_spec(
             write_spec(search_spec(objective={"metric": "test_loss", "direction": "minimize", "report": "val_acc"}))

@@ -357,10 +357,10 @@ def test_a_search_lists_the_trials_that_ran_with_their_sampled_values(tmp_path, 
                 raise acc("stopped")
             log.log_summary({"test_acc": acc})
     lines = tables.render(tables.build("srch", tracking_uri=fresh_uri)).splitlines()
-    assert lines[2:6] == [
+    assert lines[2:6] == [  # best first, then the rest in trial order
         "| 1 | 3.3e-3 | gelu | **61.00** |",
-        "| 2 | 2.5e-1 | relu | pruned |",
         "| 3 | 1.7e-4 | relu | 55.00 |",
+        "| 2 | 2.5e-1 | relu | pruned |",
         "| 4 | 1e-2 | gelu | interrupted |",
     ]
 
