@@ -7,8 +7,11 @@ saves the figure (HTML, and PNG where sweeper.plots can) and logs it to the swee
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -45,14 +48,24 @@ def curves(table: tables.Table, metric: str, store: tracking.Store) -> pd.DataFr
 
 
 def bars(table: tables.Table, column: int = 0) -> pd.DataFrame:
-    """One table metric per row: mean, std and n over seeds, in display units, and the row's state."""
+    """One table metric per row: mean, std and n over seeds, the report's value (NaN: none), all in display
+    units, and the row's state."""
     metric = table.metrics[column]
     scale = SCALE.get(metric.format, 1.0)
+    given = table.reported or [[None] * len(table.metrics) for _ in table.labels]
+    printed = [math.nan if (value := rep[column]) is None else value for rep in given]
     rows = [
-        (label, row[column].mean * scale, row[column].std * scale, len(row[column].values), row[column].status)
-        for label, row in zip(table.labels, table.values)
+        (
+            label,
+            row[column].mean * scale,
+            row[column].std * scale,
+            len(row[column].values),
+            row[column].status,
+            rep * scale,
+        )
+        for label, row, rep in zip(table.labels, table.values, printed)
     ]
-    return pd.DataFrame(rows, columns=["label", "mean", "std", "n", "status"])
+    return pd.DataFrame(rows, columns=["label", "mean", "std", "n", "status", "reported"])
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -60,49 +73,38 @@ def _rgba(colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def _curve_traces(fig: go.Figure, curve: pd.DataFrame, labels: list[str]) -> None:
+    """Each row's mean curve over seeds, with its min-max band where it has two seeds or more."""
+    palette = qualitative.Plotly
+    for i, label in enumerate(labels):
+        colour, part = palette[i % len(palette)], curve[curve["label"] == label]
+        if not len(part):
+            continue
+        if part["n"].max() > 1:
+            x = list(part["epoch"]) + list(part["epoch"])[::-1]
+            y = list(part["max"]) + list(part["min"])[::-1]
+            band = {"fill": "toself", "fillcolor": _rgba(colour, 0.2), "line": {"width": 0}, "hoverinfo": "skip"}
+            fig.add_trace(go.Scatter(x=x, y=y, showlegend=False, legendgroup=label, **band), row=1, col=1)
+        line = {"mode": "lines+markers", "line": {"color": colour}, "hovertemplate": "%{y:.4g} (n=%{customdata})"}
+        fig.add_trace(
+            go.Scatter(x=part["epoch"], y=part["mean"], name=label, legendgroup=label, customdata=part["n"], **line),
+            row=1,
+            col=1,
+        )
+
+
 def comparison_figure(curve: pd.DataFrame, bar: pd.DataFrame, metric: str, bar_title: str, title: str) -> go.Figure:
-    """Left: each row's mean curve over seeds with its min-max band; right: bars with ±std error bars."""
+    """Left: each row's mean curve over seeds with its min-max band; right: bars with ±std error bars, each
+    bar's value written on it and the report's value marked beside it."""
     fig = make_subplots(
         rows=1,
         cols=2,
-        column_widths=[0.6, 0.4],
-        subplot_titles=(f"{metric} per epoch (mean over seeds, band: min–max)", f"{bar_title} (mean ± std)"),
+        column_widths=[0.55, 0.45],
+        horizontal_spacing=0.1,
+        subplot_titles=(f"{metric} per epoch: mean over seeds, band min–max", f"{bar_title}: mean ± std"),
     )
+    _curve_traces(fig, curve, list(bar["label"]))
     palette = qualitative.Plotly
-    for i, label in enumerate(bar["label"]):
-        colour, part = palette[i % len(palette)], curve[curve["label"] == label]
-        if len(part) and part["n"].max() > 1:
-            x = list(part["epoch"]) + list(part["epoch"])[::-1]
-            y = list(part["max"]) + list(part["min"])[::-1]
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    fill="toself",
-                    fillcolor=_rgba(colour, 0.2),
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    showlegend=False,
-                    legendgroup=label,
-                ),
-                row=1,
-                col=1,
-            )
-        if len(part):
-            fig.add_trace(
-                go.Scatter(
-                    x=part["epoch"],
-                    y=part["mean"],
-                    mode="lines+markers",
-                    name=label,
-                    line={"color": colour},
-                    legendgroup=label,
-                    customdata=part["n"],
-                    hovertemplate="%{y:.4g} (n=%{customdata})",
-                ),
-                row=1,
-                col=1,
-            )
     ticks = [f"{r.label} ({r.status})" if r.n == 0 else r.label for r in bar.itertuples()]
     fig.add_trace(
         go.Bar(
@@ -111,16 +113,40 @@ def comparison_figure(curve: pd.DataFrame, bar: pd.DataFrame, metric: str, bar_t
             error_y={"type": "data", "array": bar["std"], "visible": True},
             marker_color=[palette[i % len(palette)] for i in range(len(bar))],
             showlegend=False,
-            text=[f"n={n}" for n in bar["n"]],
-            textposition="outside",
+            text=[f"{m:.2f}<br>n={n}" if n else "" for m, n in zip(bar["mean"], bar["n"])],
+            textposition="inside",
+            insidetextanchor="middle",
         ),
         row=1,
         col=2,
     )
-    fig.update_xaxes(title_text="epoch", row=1, col=1)
+    if bar["reported"].notna().any():
+        fig.add_trace(
+            go.Scatter(
+                x=ticks,
+                y=bar["reported"],
+                mode="markers",
+                name="the report's value",
+                marker={"symbol": "diamond", "size": 14, "color": "black", "line": {"color": "white", "width": 1}},
+                hovertemplate="report: %{y:.4g}<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
+    epochs = int(curve["epoch"].max()) if len(curve) else 1
+    fig.update_xaxes(title_text="epoch", tick0=0, dtick=max(1, math.ceil(epochs / 10)), tickformat="d", row=1, col=1)
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_yaxes(title_text=bar_title, row=1, col=2)
-    fig.update_layout(title=title, template="plotly_white", width=1200, height=500)
+    fig.update_annotations(font_size=15)  # the subplot titles
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 20}},
+        template="plotly_white",
+        font={"size": 14},
+        width=1300,
+        height=560,
+        margin={"t": 110, "l": 70, "r": 30, "b": 90},
+        legend={"orientation": "h", "y": -0.18},
+    )
     return fig
 
 
@@ -158,8 +184,15 @@ def save_comparison(
     )
     files = save_figure(fig, out.with_suffix("") if out.suffix == ".html" else out, png=png)
     if table.parent_run:
-        tracking.log_files(store, table.parent_run, files, "figures")
+        log_figure(store, table.parent_run, files, f"comparison_{metric}")
     return files
+
+
+def log_figure(store: tracking.Store, run_id: str, files: list[Path], name: str) -> None:
+    """Log a figure's files to the run as figures/NAME.*: plot, report and the sweep redraw one artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        named = [Path(shutil.copy(f, Path(tmp) / f"{name}{f.suffix}")) for f in files]
+        tracking.log_files(store, run_id, named, "figures")
 
 
 def _stem(table: tables.Table) -> str:
