@@ -69,8 +69,10 @@ def run(
     heartbeat: HeartbeatOpt = 10,
 ) -> None:
     """Train every unfinished cell of a spec and log it to MLflow; finished cells are skipped."""
+    from sweeper.schema.spec import load_spec
     from sweeper.sweep.launchers import Request, parse_options, settings_for
     from sweeper.sweep.launchers import launcher as launcher_named
+    from sweeper.tables.summary import ui_link
 
     options = parse_options(opt or [])
     options |= {"workers": workers} if workers else {}
@@ -86,6 +88,7 @@ def run(
             f"  logs: {launched.logs}   (`sweeper logs {spec}`)\n  progress: sweeper status {spec}"
             + (f" -p {profile}" if profile else "")
         )
+    say(ui_link(load_spec(spec).name, tracking_uri))
     report = launched.report
     if report is not None and report.failed:
         err_console.print(
@@ -146,6 +149,7 @@ def status(
     from sweeper import sweep
     from sweeper.sweep.launchers import launcher as launcher_named
     from sweeper.sweep.launchers import watched
+    from sweeper.tables.summary import ui_link
 
     snap, loaded = sweep.status(spec, profile, storage=storage, tracking_uri=tracking_uri)
     left = snap.count("left") if snap.extra_left is not None else f"{snap.count('left')}+ (time budget)"
@@ -161,6 +165,7 @@ def status(
     for name in watched(loaded.launcher, profile, launcher):
         for w in launcher_named(name, spec).states(loaded.name, tracking_uri):
             say(f"  {name} {w.worker}: {w.state}" + (f" ({w.where})" if w.where else ""))
+    say(ui_link(loaded.name, tracking_uri))
 
 
 def logs(

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from sweeper.catalogue import TABLE_FORMATS
-from sweeper.cli.common import NameArg, ProfileOpt, UriOpt, command, console
+from sweeper.cli.common import NameArg, ProfileOpt, UriOpt, command, console, say
 
 
 def register(app: typer.Typer) -> None:
@@ -78,9 +78,9 @@ def plot(
     png: Annotated[bool, typer.Option(help="Also write a PNG beside the HTML (needs Chromium).")] = True,
 ) -> None:
     """Overlay every row's per-epoch curve (mean over seeds, min-max band) beside a bar chart of the table metric."""
-    from sweeper.tables import compare
+    from sweeper.tables import report as reporting
 
-    files = compare.plot(name, metric, out, profile, tracking_uri, bar_metric, png)
+    files = reporting.plot(name, metric, out, profile, tracking_uri, bar_metric, png)
     console.print(
         "wrote " + ", ".join(str(f) for f in files) + " (also logged to the sweep's MLflow run)", soft_wrap=True
     )
@@ -94,6 +94,10 @@ def report(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Write one markdown report with the table of every sweep in the store and links to its figures."""
-    from sweeper.tables import compare
+    from sweeper.tables import report as reporting
+    from sweeper.tables.summary import ui_links
 
-    console.print(f"wrote {compare.report(out, tracking_uri, metric, figures, png)}")
+    console.print(f"wrote {reporting.report(out, tracking_uri, metric, figures, png)}")
+    say("MLflow, each sweep's runs with its table as the parent run's description:")
+    for link in ui_links(tracking_uri):
+        say(f"  {link}")

@@ -24,6 +24,7 @@ from sweeper.sweep import ledger
 from sweeper.sweep.ledger import Snapshot, SweepReport
 from sweeper.sweep.runner import run_cell
 from sweeper.sweep.study import Sweep
+from sweeper.tables import summary
 from sweeper.training.data import DataCache, Split
 from sweeper.training.device import pick_device
 from sweeper.vocab import Attr, Tag
@@ -203,6 +204,7 @@ def work(
             while (step := _next_step(sw, deadline)) != "stop":
                 if step == "train":
                     sw.study.optimize(trial, n_trials=1, catch=(_CellFailed, _Skip))
+                    summary.refresh(sw.path, sw.profile, sw.store.uri)  # the parent run's table, metrics, figure
                     progress.update(task, completed=before.count("left") - snapshot(sw).count("left"))
                 else:
                     time.sleep(1.0)

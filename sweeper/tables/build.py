@@ -11,7 +11,6 @@ import math
 from typing import Any
 
 from sweeper.errors import UserError, did_you_mean
-from sweeper.runs import artifacts
 from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.schema.table import Column
@@ -74,31 +73,21 @@ def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bo
     table.reported = [[printed.get(row[0].cell.label, {}).get(m.key) for m in table.metrics] for row in order]
     table.floors = [[spec.table.floor(m, r or 0.0) for m, r in zip(table.metrics, rep)] for rep in table.reported]
     table.notes = _notes(table, spec, order)
+    table.settings = common_settings([p.cell for p in picks])
     sweeps = store.search(exp_id, "sweep") if exp_id and parent else []
     sweep = next((s for s in sweeps if s.info.run_id == parent), None)
     if sweep is not None:
-        table.logged = _logged_text(store, sweep, TABLE_MD)
+        table.logged = sweep.data.tags.get(Tag.NOTE)
         table.parent_artifacts = sweep.info.artifact_uri or ""
     return table
 
 
-def publish(table: Table, tracking_uri: str | None) -> None:
-    """Log the table as markdown (table.md) on the sweep's parent run, when it differs from the one logged, so
-    the MLflow UI shows it beside the runs; in place on a local store (no MLflow import)."""
-    markdown = render(table, "markdown")
-    if table.parent_run is not None and markdown != table.logged:
-        artifacts.publish_text(tracking_uri, table.parent_run, table.parent_artifacts, TABLE_MD, markdown)
-
-
-def _logged_text(store: Runs, run: Any, path: str) -> str | None:
-    """A run's text artifact, None when it has none; a local store's file is read in place (no MLflow import)."""
-    local = artifacts.local_path(f"{(run.info.artifact_uri or '').rstrip('/')}/{path}")
-    if local is not None:
-        return local.read_text() if local.is_file() else None
-    try:
-        return store.text_artifact(run, path)
-    except Exception:  # noqa: BLE001 - a remote store says "no such artifact" in its own exception types
-        return None
+def common_settings(cells: list[Cell]) -> dict[str, str]:
+    """The config values every cell of the table shares, dotted: the sweep's parameters in MLflow."""
+    flats = [flatten(c.config.model_dump(mode="json")) for c in cells]
+    if not flats:
+        return {}
+    return {k: str(v) for k, v in flats[0].items() if all(k in f and f[k] == v for f in flats[1:])}
 
 
 def out_of_tolerance(table: Table) -> list[str]:

@@ -1,14 +1,14 @@
-"""Comparison figures of a table's rows, and the results report: data first, then plotly figures.
+"""Comparison figures of a table's rows: data first, then plotly figures.
 
-`curves` and `bars` return DataFrames (tests check those); `comparison_figure` draws them; `plot`
-saves the figure (HTML, and PNG where sweeper.plots can) and logs it to the sweep's parent run;
-`report` writes one markdown file with every sweep's table and a link to its figure.
+`curves` and `bars` return DataFrames (tests check those); `comparison_figure` draws them;
+`save_comparison` saves the figure (HTML, and PNG where sweeper.plots can) and logs it to the
+sweep's parent run under one name. `plot` and `report` (report.py) and the sweep's summary
+(summary.py) draw through it.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -23,8 +23,6 @@ from sweeper import tables
 from sweeper.errors import UserError
 from sweeper.plots import save_figure
 from sweeper.runs import tracking
-from sweeper.secrets import mask_uri
-from sweeper.vocab import DEFAULT_PROFILE
 
 SCALE = {"percent": 100.0}  # display units of a metric format (the table shows percent as 0-100)
 
@@ -150,21 +148,6 @@ def comparison_figure(curve: pd.DataFrame, bar: pd.DataFrame, metric: str, bar_t
     return fig
 
 
-def plot(
-    name: str,
-    metric: str = "val_acc",
-    out: Path | None = None,
-    profile: str | None = None,
-    tracking_uri: str | None = None,
-    bar_metric: str | None = None,
-    png: bool = True,
-) -> list[Path]:
-    """Draw a sweep's comparison figure, save it and log it to the sweep's parent run; returns the files."""
-    table = tables.build(name, profile, tracking_uri)
-    out = out or Path("results") / f"{_stem(table)}-{metric}.html"
-    return save_comparison(table, tracking.open_store(tracking_uri), metric, out, bar_metric, png)
-
-
 def save_comparison(
     table: tables.Table, store: tracking.Store, metric: str, out: Path, bar_metric: str | None = None, png: bool = True
 ) -> list[Path]:
@@ -195,68 +178,6 @@ def log_figure(store: tracking.Store, run_id: str, files: list[Path], name: str)
         tracking.log_files(store, run_id, named, "figures")
 
 
-def _stem(table: tables.Table) -> str:
+def stem(table: tables.Table) -> str:
     """A file name for a sweep and profile (dots would read as a suffix)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"{table.name}-{table.profile or 'default'}")
-
-
-def sweeps(store: tracking.Store) -> list[tuple[str, str]]:
-    """(sweep name, profile) of every experiment in the store that has a sweep, in name order."""
-    found = []
-    for exp in sorted(store.client.search_experiments(), key=lambda e: e.name):
-        profiles = {
-            r.data.tags.get(tracking.Tag.PROFILE, DEFAULT_PROFILE)
-            for r in tracking.sweep_runs(store, exp.experiment_id)
-        }
-        found += [(exp.name, p) for p in sorted(profiles)]
-    return found
-
-
-def report(
-    out: Path = Path("results"),
-    tracking_uri: str | None = None,
-    metric: str = "val_acc",
-    figures: bool = True,
-    png: bool = True,
-) -> Path:
-    """Write out/report.md: every sweep's table (markdown) with a link to its comparison figure."""
-    store = tracking.open_store(tracking_uri, create=False)
-    parts = [
-        f"# Results\n\nRegenerated from the MLflow store `{mask_uri(store.uri)}` by `sweeper report`; "
-        f"check a table with `sweeper table NAME --check {out / 'report.md'}`.\n"
-    ]
-    for name, profile in sweeps(store):
-        parts.append(_section(name, profile, out, store, metric if figures else None, png))
-    if len(parts) == 1:
-        raise UserError(f"no sweeps in {mask_uri(store.uri)}: run `sweeper run experiments/NAME.yaml` first.")
-    path = out / "report.md"
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, path)  # never a half-written report
-    return path
-
-
-def _section(name: str, profile: str, out: Path, store: tracking.Store, metric: str | None, png: bool) -> str:
-    """One sweep's part of the report; a sweep that cannot be tabled says why instead of vanishing."""
-    try:
-        table = tables.build(name, profile, store.uri)
-    except UserError as exc:
-        return f"## {name} [{profile}]\n\nCould not build this table: {exc}\n"
-    source = f"; source: {table.source}" if table.source else ""
-    text = (
-        f"## {table.title}\n\nSweep `{table.name}`, profile `{profile}`{source}.\n\n{tables.render(table, 'markdown')}"
-    )
-    if metric is None:
-        return text
-    try:
-        files = save_comparison(table, store, metric, out / "figures" / f"{_stem(table)}.html", png=png)
-    except UserError as exc:
-        return text + f"\nNo figure: {exc}\n"
-    links = [
-        f"[{metric} per epoch and {table.metrics[0].header}]({f.relative_to(out).as_posix()})"
-        for f in files
-        if f.suffix == ".html"
-    ]
-    images = [f"![{table.title}]({f.relative_to(out).as_posix()})" for f in files if f.suffix == ".png"]
-    return text + "\n" + "\n\n".join(images + ["Figure: " + ", ".join(links)]) + "\n"

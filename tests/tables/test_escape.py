@@ -7,9 +7,9 @@ description, where the markdown is rendered by the UI, has its own test in tests
 from __future__ import annotations
 
 import csv
-import html.parser
 import io
 
+from helpers import TableText
 from markdown_it import MarkdownIt
 
 from sweeper import tables
@@ -38,38 +38,6 @@ def md_rows(markdown: str) -> list[list[str]]:
     rendered = MarkdownIt("commonmark").enable("table").render(markdown)
     assert "<script" not in rendered and "<b>" not in rendered and "<i>" not in rendered, rendered
     return TableText.of(rendered)
-
-
-class TableText(html.parser.HTMLParser):
-    """Each <tr>'s cells as their visible text (<br> as a newline)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[list[str]] = []
-        self.cell: list[str] | None = None
-
-    @classmethod
-    def of(cls, page: str) -> list[list[str]]:
-        parser = cls()
-        parser.feed(page)
-        return parser.rows
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag == "tr":
-            self.rows.append([])
-        elif tag in ("td", "th"):
-            self.cell = []
-        elif tag == "br" and self.cell is not None:
-            self.cell.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self.cell is not None:
-            self.rows[-1].append("".join(self.cell))
-            self.cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self.cell is not None:
-            self.cell.append(data)
 
 
 def test_markdown_labels_render_as_their_text_one_row_each():
