@@ -53,6 +53,7 @@ class Tag:
     PARENT_RUN = "mlflow.parentRunId"
     # MLflow's own: a run's or an experiment's Description (rendered as markdown in the UI), and the kind
     # of experiment, which makes the UI show a runs list and charts rather than its GenAI traces page.
+    FULL_COST = PREFIX + "full_cost"  # on a smoke profile's sweep run: what the full profile costs (`sweeper list`)
     NOTE = "mlflow.note.content"
     EXPERIMENT_KIND = "mlflow.experimentKind"
 

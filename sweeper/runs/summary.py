@@ -21,16 +21,23 @@ PARAMS_PER_BATCH = 100
 
 
 def write(
-    store: Store, run_id: str, description: str, metrics: dict[str, float], params: dict[str, str], experiment: str
+    store: Store,
+    run_id: str,
+    description: str,
+    metrics: dict[str, float],
+    params: dict[str, str],
+    experiment: str,
+    tags: dict[str, str] | None = None,
 ) -> None:
-    """Write the parent run's Description, metrics (step 0, newest wins) and new parameters, and describe its
-    experiment. Parameters cannot change in MLflow: a setting already logged keeps its first value."""
+    """Write the parent run's Description (and other tags), metrics (step 0, newest wins) and new parameters,
+    and describe its experiment. Parameters cannot change in MLflow: a setting already logged keeps its first value."""
     run = store.client.get_run(run_id)
     client, now = store.client, int(time.time() * 1000)
     client.set_experiment_tag(run.info.experiment_id, Tag.EXPERIMENT_KIND, MODEL_TRAINING)
     client.set_experiment_tag(run.info.experiment_id, Tag.NOTE, experiment)
     values = [Metric(k, v, now, 0) for k, v in metrics.items() if v == v]
-    client.log_batch(run_id, metrics=values, tags=[RunTag(Tag.NOTE, description[:MAX_TAG])])
+    notes = [RunTag(Tag.NOTE, description[:MAX_TAG]), *(RunTag(k, v[:MAX_TAG]) for k, v in (tags or {}).items())]
+    client.log_batch(run_id, metrics=values, tags=notes)
     new = [Param(k, v[:MAX_PARAM]) for k, v in params.items() if k not in run.data.params]
     for start in range(0, len(new), PARAMS_PER_BATCH):
         client.log_batch(run_id, params=new[start : start + PARAMS_PER_BATCH])

@@ -17,21 +17,26 @@ _NEWLINES = re.compile(r"\r\n|\r|\n")
 _MD_MARKUP = re.compile(r"([\\`*_\[\]])")
 
 
+def _no_html(text: str) -> str:
+    """& and < as entities: no tag or entity can start; a lone > stays readable in the raw text (as in '->')."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
 def markdown_cell(text: str, markup: bool = True) -> str:
-    """Text safe in one markdown table cell: HTML escaped, `|` escaped, newlines as <br>.
+    """Text safe in one markdown table cell: no HTML, `|` escaped, newlines as <br>.
 
     markup=True also escapes emphasis, code and link characters (for user text such as labels and
     headers); our own value text keeps its `*` best mark as it always printed.
     """
-    text = html.escape(text, quote=False)
+    text = _no_html(text)
     if markup:
         text = _MD_MARKUP.sub(r"\\\1", text)
     return _NEWLINES.sub("<br>", text.replace("|", "\\|"))
 
 
 def markdown_line(text: str) -> str:
-    """A note under a markdown table: HTML escaped, on one line (a newline would end the paragraph)."""
-    return _NEWLINES.sub(" ", html.escape(text, quote=False))
+    """A note under a markdown table: no HTML, on one line (a newline would end the paragraph)."""
+    return _NEWLINES.sub(" ", _no_html(text))
 
 
 def html_text(text: str) -> str:

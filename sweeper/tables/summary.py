@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from sweeper.tables.escape import markdown_cell
 from sweeper.tables.formats import render
 from sweeper.tables.runs import read_runs
 from sweeper.tables.table import Table
+from sweeper.vocab import Tag
 
 if TYPE_CHECKING:  # imported where used: MLflow costs seconds, and only a changed table needs it
     from sweeper.runs.tracking import Store
@@ -37,10 +39,12 @@ def description(table: Table) -> str:
     source = f"; source: {markdown_cell(table.source)}" if table.source else ""
     head = f"**{markdown_cell(table.title)}**: sweep `{table.name}`, profile `{table.profile or 'default'}`{source}."
     tail = "\n\n_Rebuilt from the runs after each cell and by `sweeper table`; also the artifact table.md._\n"
-    text = f"{head}\n\n{render(table, 'markdown').rstrip()}{tail}"
+    grid, _, notes = render(table, "markdown").partition("\n\n")
+    listed = "\n".join(f"- {note}" for note in notes.splitlines() if note)  # one line each, as in table.md
+    text = f"{head}\n\n{grid}\n\n{listed}{tail}"
     if len(text) <= MAX_DESCRIPTION:
         return text
-    lines = [line for line in render(table, "markdown").splitlines() if line.startswith("|")]
+    lines = grid.splitlines()
     cut = "\n\n_The table is longer than a run's description holds: all of it is the artifact table.md._\n"
     while lines and len(head) + sum(len(line) + 1 for line in lines) + len(cut) + 2 > MAX_DESCRIPTION:
         lines.pop()
@@ -74,7 +78,8 @@ def publish(table: Table, tracking_uri: str | None, figure: bool = True) -> bool
         store = tracking.open_store(tracking_uri)
         source = f"\n\nSource: {markdown_cell(table.source)}" if table.source else ""
         about = f"{markdown_cell(table.title)}{source}"  # the experiment's Description, markdown too
-        summary.write(store, table.parent_run, text, metrics(table), table.settings, about)
+        kept = {Tag.FULL_COST: table.full_cost} if table.full_cost else {}  # the next `sweeper table` reads it
+        summary.write(store, table.parent_run, text, metrics(table), table.settings, about, kept)
     except Exception as exc:  # noqa: BLE001 - the table is printed and table.md written either way
         warn(f"the summary of run {table.parent_run} was not updated: {type(exc).__name__}: {exc}")
         return False
@@ -96,10 +101,18 @@ def _redraw(table: Table, store: Store) -> None:
             pass  # no finished run logged the curve yet: the figure comes with the first one
 
 
-def refresh(spec: str | Path, profile: str | None, tracking_uri: str | None) -> None:
-    """After a cell finished: rebuild the sweep's table and refresh its summary page; never fails the sweep."""
+def refresh(
+    spec: str | Path, profile: str | None, tracking_uri: str | None, full_cost: Callable[[], str] | None = None
+) -> None:
+    """After a cell finished: rebuild the sweep's table and refresh its summary page; never fails the sweep.
+
+    full_cost: what the spec's full profile costs (`sweeper list`), asked only of a smoke profile's table.
+    """
     try:
-        publish(build(str(spec), profile, tracking_uri), tracking_uri)
+        table = build(str(spec), profile, tracking_uri)
+        if table.smoke and not table.full_cost and full_cost is not None:
+            table = build(str(spec), profile, tracking_uri, full_cost=full_cost())
+        publish(table, tracking_uri)
     except Exception as exc:  # noqa: BLE001 - the cell's own run is what matters here
         warn(f"the sweep's summary was not refreshed: {type(exc).__name__}: {exc}")
 

@@ -56,13 +56,14 @@ def swept(tmp_path_factory, synthetic_data) -> dict:
 def test_the_experiment_is_model_training_and_says_what_it_is(swept):
     tags = swept["exp"].tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"
-    assert tags["mlflow.note.content"] == "Tiny &lt;b&gt;activations&lt;/b&gt;\n\nSource: report 000, section 3"
+    assert tags["mlflow.note.content"] == "Tiny &lt;b>activations&lt;/b>\n\nSource: report 000, section 3"
 
 
 def test_the_parent_runs_description_is_the_table_with_labels_as_text(swept):
     note = swept["parent"].data.tags["mlflow.note.content"]
     table = tables.build(str(swept["path"]), tracking_uri=swept["uri"])
-    assert tables.render(table).rstrip() in note, "the current table with its notes"
+    grid, _, notes = tables.render(table).partition("\n\n")
+    assert grid in note and all(f"- {line}" in note for line in notes.splitlines()), "the table with its notes"
     rendered = MarkdownIt("commonmark").enable("table").render(note)
     assert "<script" not in rendered and "<b>" not in rendered
     rows = TableText.of(rendered)

@@ -48,7 +48,7 @@ def test_markdown_labels_render_as_their_text_one_row_each():
     assert [r[0] for r in rows[1:]] == EVIL
     assert all(len(r) == 2 for r in rows)
     note = [line for line in markdown.splitlines() if line.startswith("Seeds")]
-    assert note == ["Seeds without a result: &lt;script&gt;x&lt;/script&gt; | row next."]
+    assert note == ["Seeds without a result: &lt;script>x&lt;/script> | row next."]
 
 
 def test_html_labels_are_text_and_newlines_are_line_breaks():
