@@ -82,6 +82,7 @@ def _curve_traces(fig: go.Figure, curve: pd.DataFrame, labels: list[str]) -> Non
             x = list(part["epoch"]) + list(part["epoch"])[::-1]
             y = list(part["max"]) + list(part["min"])[::-1]
             band = {"fill": "toself", "fillcolor": _rgba(colour, 0.2), "line": {"width": 0}, "hoverinfo": "skip"}
+            band |= {"mode": "lines"}  # the outline only: markers would dot the band in another colour
             fig.add_trace(go.Scatter(x=x, y=y, showlegend=False, legendgroup=label, **band), row=1, col=1)
         line = {"mode": "lines+markers", "line": {"color": colour}, "hovertemplate": "%{y:.4g} (n=%{customdata})"}
         fig.add_trace(

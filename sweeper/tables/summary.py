@@ -41,14 +41,15 @@ def description(table: Table) -> str:
     tail = "\n\n_Rebuilt from the runs after each cell and by `sweeper table`; also the artifact table.md._\n"
     grid, _, notes = render(table, "markdown").partition("\n\n")
     listed = "\n".join(f"- {note}" for note in notes.splitlines() if note)  # one line each, as in table.md
-    text = f"{head}\n\n{grid}\n\n{listed}{tail}"
+    # The table first: the UI shows a description's first lines until "Show more" is clicked.
+    text = f"{grid}\n\n{head}\n\n{listed}{tail}"
     if len(text) <= MAX_DESCRIPTION:
         return text
     lines = grid.splitlines()
     cut = "\n\n_The table is longer than a run's description holds: all of it is the artifact table.md._\n"
     while lines and len(head) + sum(len(line) + 1 for line in lines) + len(cut) + 2 > MAX_DESCRIPTION:
         lines.pop()
-    return f"{head}\n\n" + "\n".join(lines) + cut
+    return "\n".join(lines) + f"\n\n{head}{cut}"
 
 
 def metrics(table: Table) -> dict[str, float]:
@@ -60,7 +61,7 @@ def metrics(table: Table) -> dict[str, float]:
         for metric, value in zip(table.metrics, row):
             key = f"{metric.key}/{name}"[:250]
             if value.values:
-                out[key if key not in out else f"{key} ({i + 1})"] = value.mean
+                out[key if key not in out else f"{key} ({i + 1})"] = round(value.mean, 6)  # no float dust in the UI
     return out
 
 

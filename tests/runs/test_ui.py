@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_SPEC
+from conftest import TINY_SPEC, free_port
 from PIL import Image
 from rich.console import Console
 
@@ -85,7 +85,7 @@ def served(tmp_path_factory, synthetic_data):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SWEEPER_PNG", "0")
         sweep.run(path, tracking_uri=uri, device="cpu", data=synthetic_data, console=Console(quiet=True))
-    port = str(__import__("conftest").free_port())
+    port = str(free_port())
     env = {**os.environ, "SWEEPER_STORE_DIR": str(tmp / "mlruns"), "SWEEPER_PNG": "0"}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
