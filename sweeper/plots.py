@@ -1,6 +1,12 @@
-"""Plot helpers shared by the sweep, tables and analysis: figures as HTML always, and PNG through kaleido.
+"""Plot helpers shared by the sweep, tables and analysis: plotly figures as HTML that works offline, PNG
+through kaleido where a browser is, and pictures (kernels, feature maps) as PNG drawn with PIL.
 
-PNG export needs kaleido (a Python package) and a Chromium it can drive: Debian's `chromium`
+The HTML carries its own plotly.js (about 4.8 MB a file): offline, on a cluster node or in MLflow's
+artifact view (which shows an HTML artifact in a sandboxed frame, where a relative link to a shared
+copy would not resolve), a CDN link draws nothing. Cell runs log no plotly HTML at all (their curves
+are MLflow's own charts, their pictures PNG), so the cost is per sweep figure, not per run.
+
+PNG export of a plotly figure needs kaleido (a Python package) and a Chromium it can drive: Debian's `chromium`
 package, found on PATH or through $BROWSER_PATH (choreographer's variable). One headless browser
 is started on first use and kept for the life of the process, so each further image costs a
 fraction of a second rather than a browser start. Without a browser, figures stay HTML-only
@@ -9,12 +15,14 @@ and one warning says why.
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from PIL import Image, ImageDraw, ImageFont
 
 from sweeper.errors import warn
 
@@ -25,11 +33,11 @@ FIRST_RENDER_TIMEOUT_S, RENDER_TIMEOUT_S = 60.0, 120.0
 
 
 def save_figure(fig: go.Figure, stem: Path, png: bool = True) -> list[Path]:
-    """Write fig to stem.html (plotly.js from its CDN, to keep artifacts small) and stem.png; returns the files."""
+    """Write fig to stem.html (plotly.js inside: it draws offline) and stem.png; returns the files."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     # appended, not with_suffix: a stem such as "lr_1e-3.5" or "vgg_bn.lr" keeps its whole name
     html, image = stem.parent / f"{stem.name}.html", stem.parent / f"{stem.name}.png"
-    fig.write_html(html, include_plotlyjs="cdn")
+    fig.write_html(html, include_plotlyjs=True)
     files = [html]
     if png:
         with _png_lock:
@@ -108,39 +116,51 @@ def _with_timeout(job: Any, seconds: float) -> None:
         raise box["error"]
 
 
-def training_curves(history: list[dict[str, float]], title: str = "") -> go.Figure:
-    """Loss, accuracy and learning rate per epoch, train beside validation (one run's `history`)."""
-    epochs = [h["epoch"] for h in history]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("loss", "accuracy", "learning rate"))
-    colors = {"train": "#1f77b4", "val": "#d62728"}
-    for col, metric in ((1, "loss"), (2, "acc")):
-        for split in ("train", "val"):
-            fig.add_trace(
-                go.Scatter(
-                    x=epochs,
-                    y=[h.get(f"{split}_{metric}") for h in history],
-                    mode="lines+markers",
-                    name=split,
-                    legendgroup=split,
-                    showlegend=col == 1,
-                    line={"color": colors[split]},
-                ),
-                row=1,
-                col=col,
-            )
-    fig.add_trace(
-        go.Scatter(
-            x=epochs,
-            y=[h.get("lr") for h in history],
-            mode="lines+markers",
-            name="lr",
-            showlegend=False,
-            line={"color": "#2ca02c"},
-        ),
-        row=1,
-        col=3,
-    )
-    fig.update_xaxes(title_text="epoch", tick0=1, dtick=max(1, len(epochs) // 10))  # whole epochs only
-    fig.update_yaxes(type="log", row=1, col=3)
-    fig.update_layout(title=title or "Training curves", width=1200, height=420, margin={"t": 70})
-    return fig
+# --- pictures: PNG without a browser ---------------------------------------------------------
+
+TILE, GAP, MARGIN, FONT_SIZE, MIN_WIDTH = 64, 4, 12, 16, 560
+
+
+def image_grid(tiles: list[np.ndarray], title: str) -> Image.Image:
+    """uint8 [H, W, 3] tiles on a white grid, each scaled up to TILE pixels (nearest), under a wrapped title."""
+    cols = max(1, math.ceil(math.sqrt(len(tiles))))
+    rows = max(1, math.ceil(len(tiles) / cols))
+    grid_w = cols * TILE + (cols - 1) * GAP
+    width = max(grid_w + 2 * MARGIN, MIN_WIDTH)
+    font = ImageFont.load_default(size=FONT_SIZE)
+    lines = _wrap(title, font, width - 2 * MARGIN)
+    top = MARGIN + len(lines) * (FONT_SIZE + 6) + MARGIN
+    canvas = Image.new("RGB", (width, top + rows * TILE + (rows - 1) * GAP + MARGIN), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((MARGIN, MARGIN + i * (FONT_SIZE + 6)), line, fill="black", font=font)
+    left = (width - grid_w) // 2
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        picture = Image.fromarray(np.ascontiguousarray(tile), "RGB").resize((TILE, TILE), Image.Resampling.NEAREST)
+        canvas.paste(picture, (left + c * (TILE + GAP), top + r * (TILE + GAP)))
+    return canvas
+
+
+def _wrap(text: str, font: Any, width: int) -> list[str]:
+    """Words into lines no wider than width pixels in font (a title is never cut off)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def save_image(image: Image.Image, stem: Path) -> Path:
+    """Write a picture as stem.png; returns the file."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    path = stem.parent / f"{stem.name}.png"
+    image.save(path, optimize=True)
+    return path
+
+
+def save_any(picture: Any, stem: Path, png: bool = True) -> list[Path]:
+    """A PIL picture as PNG, a plotly figure as HTML (and PNG where a browser draws it)."""
+    return [save_image(picture, stem)] if isinstance(picture, Image.Image) else save_figure(picture, stem, png)

@@ -59,6 +59,15 @@ class Tag:
     TRAIN_SIZE = PREFIX + "train_size"  # images the cell trained on (after the validation hold-out)
     GIT_COMMIT = "mlflow.source.git.commit"
     PARENT_RUN = "mlflow.parentRunId"
+    # MLflow's own: a run's or an experiment's Description (rendered as markdown in the UI), and the kind
+    # of experiment, which makes the UI show a runs list and charts rather than its GenAI traces page.
+    FULL_COST = PREFIX + "full_cost"  # on a smoke profile's sweep run: what the full profile costs (`sweeper list`)
+    NOTE = "mlflow.note.content"
+    EXPERIMENT_KIND = "mlflow.experimentKind"
+
+
+MODEL_TRAINING = "custom_model_development"  # the mlflow.experimentKind value of model training
+UI_MODE = "workflowType=machine_learning"  # the UI's model-training view, as a URL query
 
 
 class Attr:

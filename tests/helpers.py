@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import html.parser
 import pickle
 import time
 from pathlib import Path
@@ -91,3 +92,35 @@ def running_trial_past(storage: object, epochs: int, timeout: float) -> object |
         if found is not None:
             return found
     return None
+
+
+class TableText(html.parser.HTMLParser):
+    """Each <tr>'s cells as their visible text (<br> as a newline)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.cell: list[str] | None = None
+
+    @classmethod
+    def of(cls, page: str) -> list[list[str]]:
+        parser = cls()
+        parser.feed(page)
+        return parser.rows
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+        elif tag == "br" and self.cell is not None:
+            self.cell.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append("".join(self.cell))
+            self.cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
+from PIL import Image
+from plotly.colors import hex_to_rgb, sequential
 from torch import nn
 
-from sweeper import plots
 from sweeper.models import first_conv
+from sweeper.plots import image_grid
 from sweeper.training.augment import normalize
 
 
@@ -40,82 +39,43 @@ def _scaled(a: np.ndarray) -> np.ndarray:
     return np.full_like(a, 0.5) if hi - lo < 1e-12 else (a - lo) / (hi - lo)
 
 
-def _grid(n: int) -> tuple[int, int]:
-    cols = math.ceil(math.sqrt(n))
-    return math.ceil(n / cols), cols
+def _viridis() -> np.ndarray:
+    """Viridis as a 256 x 3 uint8 lookup table, interpolated from plotly's ten stops (no matplotlib)."""
+    stops = np.array([hex_to_rgb(c) for c in sequential.Viridis], dtype=np.float64)
+    at = np.linspace(0, len(stops) - 1, 256)
+    return np.stack([np.interp(at, np.arange(len(stops)), stops[:, k]) for k in range(3)], 1).round().astype(np.uint8)
 
 
-def filters_figure(weights: np.ndarray, grayscale: bool = False) -> go.Figure:
+VIRIDIS = _viridis()
+
+
+def filters_image(weights: np.ndarray, grayscale: bool = False) -> Image.Image:
     """A grid of kernels: RGB min-max scaled per kernel, or the channel average in grey (report 002)."""
     out, cin = weights.shape[:2]
-    rows, cols = _grid(out)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=0.01)
-    for i in range(out):
-        r, c = divmod(i, cols)
-        w = weights[i]
-        if grayscale or cin != 3:
-            trace = go.Heatmap(
-                z=_scaled(w.mean(0)),
-                colorscale="gray",
-                showscale=False,
-                zmin=0,
-                zmax=1,
-                hovertemplate=f"filter {i}<extra></extra>",
-            )
-        else:
-            rgb = (255 * _scaled(w)).round().astype(np.uint8).transpose(1, 2, 0)
-            trace = go.Image(z=rgb, hovertemplate=f"filter {i}<extra></extra>")
-        fig.add_trace(trace, row=r + 1, col=c + 1)
-    fig.update_xaxes(visible=False, scaleanchor=None)
-    fig.update_yaxes(visible=False, autorange="reversed")  # row 0 at the top, as in an image
+    if grayscale or cin != 3:
+        tiles = [np.repeat((255 * _scaled(w.mean(0))).round().astype(np.uint8)[..., None], 3, 2) for w in weights]
+    else:
+        tiles = [(255 * _scaled(w)).round().astype(np.uint8).transpose(1, 2, 0) for w in weights]
     kind = "channel-averaged, grayscale" if grayscale else "RGB, min-max scaled per kernel"
-    size = 90 * cols
-    fig.update_layout(
-        title=f"First-layer kernels ({out} x {cin} x {weights.shape[2]}x{weights.shape[3]}, {kind})",
-        width=size + 100,
-        height=90 * rows + 100,
-        margin=dict(l=20, r=20, t=60, b=20),
-    )
-    return fig
+    title = f"First-layer kernels ({out} x {cin} x {weights.shape[2]}x{weights.shape[3]}, {kind})"
+    return image_grid(tiles, title)
 
 
-def feature_maps_figure(maps: np.ndarray, image: np.ndarray | None = None) -> go.Figure:
-    """A grid of the first conv's feature maps (viridis), with the input image first when given."""
-    n = len(maps) + (image is not None)
-    rows, cols = _grid(n)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=0.01)
-    offset = 0
-    if image is not None:
-        fig.add_trace(
-            go.Image(z=np.asarray(image).transpose(1, 2, 0), hovertemplate="input<extra></extra>"), row=1, col=1
-        )
-        offset = 1
-    for i, m in enumerate(maps):
-        r, c = divmod(i + offset, cols)
-        fig.add_trace(
-            go.Heatmap(
-                z=m, colorscale="Viridis", showscale=False, hovertemplate=f"channel {i}: %{{z:.3f}}<extra></extra>"
-            ),
-            row=r + 1,
-            col=c + 1,
-        )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed")  # row 0 at the top, as in an image
-    fig.update_layout(
-        title=f"Feature maps after the first convolution ({len(maps)} channels)",
-        width=90 * cols + 100,
-        height=90 * rows + 100,
-        margin=dict(l=20, r=20, t=60, b=20),
-    )
-    return fig
+def feature_maps_image(maps: np.ndarray, image: np.ndarray | None = None) -> Image.Image:
+    """A grid of the first conv's feature maps (viridis, each min-max scaled), the input image first when given."""
+    tiles = [np.asarray(image).transpose(1, 2, 0).astype(np.uint8)] if image is not None else []
+    tiles += [VIRIDIS[(255 * _scaled(m)).round().astype(np.int64)] for m in maps]
+    first = "the input image, then " if image is not None else ""
+    return image_grid(tiles, f"Feature maps after the first convolution: {first}{len(maps)} channels (viridis)")
 
 
-def cell_figures(
-    history: list[dict[str, float]], model: Any, image: Any, normalize: str, title: str = ""
-) -> dict[str, go.Figure]:
-    """The figures of one finished cell: training curves, first-layer filters, feature maps of one image."""
+def cell_images(model: Any, image: Any, normalize: str) -> dict[str, Image.Image]:
+    """The pictures of one finished cell: first-layer filters and the feature maps of one image.
+
+    Its per-epoch curves are MLflow's own charts (the run's metrics), so no figure repeats them.
+    """
+    maps = feature_maps(model, image, normalize)
     return {
-        "curves": plots.training_curves(history, title),
-        "filters": filters_figure(first_layer_filters(model)),
-        "feature_maps": feature_maps_figure(feature_maps(model, image, normalize), image=image.numpy()),
+        "filters": filters_image(first_layer_filters(model)),
+        "feature_maps": feature_maps_image(maps, image.numpy()),
     }

@@ -12,7 +12,7 @@ import numpy as np
 from sweeper.analysis.curves import band
 from sweeper.analysis.figures import band_overlay_figure, loss_band_figure
 from sweeper.errors import UserError
-from sweeper.plots import save_figure
+from sweeper.plots import save_any
 from sweeper.runs import tracking
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.secrets import mask_uri
@@ -70,11 +70,11 @@ def save_and_log(
     out: Path | None,
     arrays: dict[str, dict[str, Any]] | None = None,
 ) -> list[str]:
-    """Save figures (HTML, plus PNG where plots can) and data (.npz) locally; log them into a run's folder."""
+    """Save figures (HTML, plus PNG where plots can), pictures (PNG) and data (.npz); log them into a run's folder."""
 
     with tempfile.TemporaryDirectory() as tmp:
         root = out or Path(tmp)
-        files = [f for stem, fig in figures.items() for f in save_figure(fig, root / stem, get_settings().png)]
+        files = [f for stem, fig in figures.items() for f in save_any(fig, root / stem, get_settings().png)]
         for stem, data in (arrays or {}).items():
             root.mkdir(parents=True, exist_ok=True)
             np.savez(root / f"{stem}.npz", **data)

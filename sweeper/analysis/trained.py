@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sweeper.analysis.figures import landscape_figure
-from sweeper.analysis.filters import feature_maps, feature_maps_figure, filters_figure, first_layer_filters
+from sweeper.analysis.filters import feature_maps, feature_maps_image, filters_image, first_layer_filters
 from sweeper.analysis.landscape import loss_surface, random_direction, surface_cost
 from sweeper.analysis.study import SweepRuns, load_sweep, save_and_log
 from sweeper.errors import UserError
@@ -180,8 +180,8 @@ def filters_study(
     maps = feature_maps(model, picture, cell.config.data.normalize)
     stem = f"{_stem(checkpoint)}"
     figures = {
-        f"filters_{stem}_rgb": filters_figure(weights),
-        f"filters_{stem}_gray": filters_figure(weights, grayscale=True),
-        f"feature_maps_{stem}_test{image}": feature_maps_figure(maps, picture),
+        f"filters_{stem}_rgb": filters_image(weights),
+        f"filters_{stem}_gray": filters_image(weights, grayscale=True),
+        f"feature_maps_{stem}_test{image}": feature_maps_image(maps, picture),
     }
     return save_and_log(sweep, run.info.run_id, figures, "figures/filters", out)

@@ -65,10 +65,13 @@ def server(
         )
     console.print(
         f"MLflow server for {store.resolve()} at {running.url}\n"
-        f"  export MLFLOW_TRACKING_URI={running.url}   # then `sweeper run ...` logs there",
+        f"  export MLFLOW_TRACKING_URI={running.url}   # then `sweeper run ...` logs there\n"
+        f"  runs: {mlflow_server.ui_url(running.url)}",
         highlight=False,
         soft_wrap=True,
     )
+    for link in _sweep_links(store, running.url):
+        say(f"  {link}")
     try:
         code = running.wait()
     except KeyboardInterrupt:  # the server runs in its own process group: stopping it is ours to do
@@ -77,6 +80,16 @@ def server(
         running.stop()
     if code:
         raise UserError(f"mlflow server exited with code {code}.")
+
+
+def _sweep_links(store: Path, url: str) -> list[str]:
+    """Each experiment of the served store as a link into the UI's model-training view."""
+    from sweeper.tables.summary import ui_links
+
+    try:
+        return ui_links(f"sqlite:///{(store / 'mlflow.db').resolve()}", base=url)
+    except Exception:  # noqa: BLE001 - a store MLflow has just created may not be readable yet: links are a courtesy
+        return []
 
 
 def doctor() -> None:

@@ -72,8 +72,10 @@ def run(
     heartbeat: HeartbeatOpt = 10,
 ) -> None:
     """Train every unfinished cell of a spec and log it to MLflow; finished cells are skipped."""
+    from sweeper.schema.spec import load_spec
     from sweeper.sweep.launchers import Request, parse_options, settings_for
     from sweeper.sweep.launchers import launcher as launcher_named
+    from sweeper.tables.summary import ui_link
 
     options = parse_options(opt or [])
     options |= {"workers": workers} if workers else {}
@@ -89,6 +91,7 @@ def run(
             f"  logs: {launched.logs}   (`sweeper logs {spec}`)\n  progress: sweeper status {spec}"
             + (f" -p {profile}" if profile else "")
         )
+    say(ui_link(load_spec(spec).name, tracking_uri))
     report = launched.report
     if report is not None:  # a search ends with its answer: the best trial, printed and on the parent run
         from sweeper.sweep.answer import announce
@@ -153,6 +156,7 @@ def status(
     from sweeper import sweep
     from sweeper.sweep.launchers import launcher as launcher_named
     from sweeper.sweep.launchers import watched
+    from sweeper.tables.summary import ui_link
 
     snap, loaded = sweep.status(spec, profile, storage=storage, tracking_uri=tracking_uri)
     say(study_line(loaded, profile, storage, tracking_uri))
@@ -169,6 +173,7 @@ def status(
     for name in watched(loaded.launcher, profile, launcher):
         for w in launcher_named(name, spec).states(loaded.name, tracking_uri):
             say(f"  {name} {w.worker}: {w.state}" + (f" ({w.where})" if w.where else ""))
+    say(ui_link(loaded.name, tracking_uri))
 
 
 def study_line(spec: Spec, profile: str | None, storage: str | None, tracking_uri: str | None) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from sweeper.catalogue import TABLE_FORMATS
-from sweeper.cli.common import NameArg, ProfileOpt, UriOpt, command, console
+from sweeper.cli.common import NameArg, ProfileOpt, UriOpt, command, console, say
 
 
 def register(app: typer.Typer) -> None:
@@ -92,9 +92,9 @@ def plot(
     png: Annotated[bool, typer.Option(help="Also write a PNG beside the HTML (needs Chromium).")] = True,
 ) -> None:
     """Overlay every row's per-epoch curve (mean over seeds, min-max band) beside a bar chart of the table metric."""
-    from sweeper.tables import compare
+    from sweeper.tables import report as reporting
 
-    files = compare.plot(name, metric, out, profile, tracking_uri, bar_metric, png)
+    files = reporting.plot(name, metric, out, profile, tracking_uri, bar_metric, png)
     files += search_files(name, profile, files[0].parent, tracking_uri, png)
     console.print(
         "wrote " + ", ".join(str(f) for f in files) + " (also logged to the sweep's MLflow run)", soft_wrap=True
@@ -109,14 +109,18 @@ def report(
     tracking_uri: UriOpt = None,
 ) -> None:
     """Write one markdown report with the table of every sweep in the store and links to its figures."""
-    from sweeper.tables import compare
+    from sweeper.tables import report as reporting
+    from sweeper.tables.summary import ui_links
 
-    written = compare.report(out, tracking_uri, metric, figures, png)
+    written = reporting.report(out, tracking_uri, metric, figures, png)
     if figures:  # a search's own figures (Optuna's), linked at the end of the report
         from sweeper.sweep.figures import report_section
 
         report_section(written, tracking_uri, png)
     console.print(f"wrote {written}")
+    say("MLflow, each sweep's runs with its table as the parent run's description:")
+    for link in ui_links(tracking_uri):
+        say(f"  {link}")
 
 
 def search_files(name: str, profile: str | None, folder: Path, tracking_uri: str | None, png: bool) -> list[Path]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import requests
 
 from sweeper.errors import UserError
+from sweeper.vocab import UI_MODE
 
 
 def is_loopback(host: str) -> bool:
@@ -30,6 +31,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def ui_url(base: str, experiment_id: str | None = None) -> str:
+    """The MLflow UI's page of an experiment (or its experiments list) in the model-training view."""
+    page = f"experiments/{experiment_id}" if experiment_id else "experiments"
+    return f"{base.rstrip('/')}/#/{page}?{UI_MODE}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

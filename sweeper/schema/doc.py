@@ -75,7 +75,8 @@ _NOTES = {
     "seeds": "every row trains once per seed; tables show mean ± std over seeds",
     "rows": "one mapping per table row: a `label` plus dotted config overrides of base",
     "grid": "instead of rows: dotted config key -> list of values; the cartesian product is the rows",
-    "profiles": "name -> config overrides (and optionally `seeds`) applied to every cell: `--profile NAME`",
+    "profiles": "name -> config overrides (and optionally `seeds`; `smoke: true` marks a smoke test, whose table "
+    "shows the report's values without a verdict) applied to every cell: `--profile NAME`",
 }
 
 

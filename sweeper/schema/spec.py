@@ -26,6 +26,8 @@ from sweeper.schema.yamlio import load_yaml, read_spec_text
 
 # Row keys that are not config overrides: they never change a cell's config, so never its id.
 RESERVED_ROW_KEYS = ("label", "reported")
+# A profile's keys that are not config overrides: they never reach a cell's config, so never its id.
+PROFILE_KEYS = ("seeds", "smoke")
 
 
 class Spec(Strict):
@@ -74,6 +76,8 @@ class Spec(Strict):
             ok = isinstance(seeds, list) and seeds and all(type(s) is int and s >= 0 for s in seeds)
             if not ok or len(set(seeds)) != len(seeds):
                 raise ValueError(f"profiles.{name}.seeds must be a non-empty list of unique integers >= 0")
+            if not isinstance(profile.get("smoke", False), bool):
+                raise ValueError(f"profiles.{name}.smoke must be true or false")
         return profiles
 
     def seeds_for(self, profile: str | None) -> list[int]:
@@ -81,8 +85,12 @@ class Spec(Strict):
         return list(self.profiles.get(profile or "", {}).get("seeds", self.seeds))
 
     def profile_overrides(self, profile: str | None) -> dict[str, Any]:
-        """A profile's config overrides, nested (its `seeds` are not part of the config)."""
-        return unflatten({k: v for k, v in self.profiles.get(profile or "", {}).items() if k != "seeds"})
+        """A profile's config overrides, nested (its `seeds` and `smoke` are not part of the config)."""
+        return unflatten({k: v for k, v in self.profiles.get(profile or "", {}).items() if k not in PROFILE_KEYS})
+
+    def is_smoke(self, profile: str | None) -> bool:
+        """Whether a profile is a smoke test (`smoke: true`): it checks the sweep runs, not the report's numbers."""
+        return bool(self.profiles.get(profile or "", {}).get("smoke", False))
 
     @model_validator(mode="after")
     def _one_axis(self) -> Spec:

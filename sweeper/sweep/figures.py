@@ -101,7 +101,7 @@ def _log(spec: Spec, profile: str | None, uri: str, files: list[Path]) -> None:
 
 def report_section(report: Path, tracking_uri: str | None = None, png: bool = True) -> list[Path]:
     """Append each search's figures to a written report.md (a `## Searches` section); returns the files."""
-    from sweeper.tables.compare import sweeps
+    from sweeper.tables.report import sweeps
 
     out, parts, written = report.parent, [], []
     store = tracking.open_store(tracking_uri, create=False)

@@ -24,8 +24,10 @@ from sweeper.sweep import ledger, seeds
 from sweeper.sweep.ledger import Snapshot, SweepReport
 from sweeper.sweep.runner import run_cell
 from sweeper.sweep.study import Sweep
+from sweeper.tables import summary
 from sweeper.training.data import DataCache, Split
 from sweeper.training.device import pick_device
+from sweeper.training.report import full_cost
 from sweeper.vocab import Attr, Tag
 
 # Heartbeats, constant_liar and the retry callback are marked experimental; they are what we want.
@@ -215,6 +217,7 @@ def work(
             while (step := _next_step(sw, deadline)) != "stop":
                 if step == "train":
                     sw.study.optimize(trial, n_trials=1, catch=(_CellFailed, _Skip))
+                    summary.refresh(sw.path, sw.profile, sw.store.uri, lambda: full_cost(sw.spec))  # parent's table
                     progress.update(task, completed=before.count("left") - snapshot(sw).count("left"))
                 else:
                     time.sleep(1.0)

@@ -22,13 +22,12 @@ from rich.progress import Progress
 from torch import nn
 
 from sweeper import plots
-from sweeper.analysis.filters import cell_figures
+from sweeper.analysis.filters import cell_images
 from sweeper.catalogue import NORMALIZATIONS
 from sweeper.errors import Pruned, warn
 from sweeper.runs import cellrun, checkpoints, tracking
 from sweeper.schema import plugins, usercode
 from sweeper.schema.spec import Cell, Spec
-from sweeper.settings import get_settings
 from sweeper.training import memory
 from sweeper.training import state as training_state
 from sweeper.training.data import CifarData
@@ -203,18 +202,9 @@ def log_results(log: cellrun.CellLogger, cell: Cell, data: CifarData, result: Tr
         model.load_state_dict(result.best_state)
         model.eval()
         split = next(s for s in (data.test, data.val, data.train) if len(s))
-        png = get_settings().png
-        with tempfile.TemporaryDirectory() as tmp:
-            figures = cell_figures(
-                result.history,
-                model,
-                split.images[0],
-                cell.config.data.normalize,
-                title=cell.name,
-            )
-            log.log_files(
-                [f for stem, fig in figures.items() for f in plots.save_figure(fig, Path(tmp) / stem, png)], "plots"
-            )
+        with tempfile.TemporaryDirectory() as tmp:  # PNGs drawn with PIL: no browser, no plotly.js per run
+            images = cell_images(model, split.images[0], cell.config.data.normalize)
+            log.log_files([plots.save_image(image, Path(tmp) / stem) for stem, image in images.items()], "plots")
         log.log_model(PixelClassifier(model, cell.config.data.normalize).eval(), split.images[:2].float().numpy())
     except Exception as exc:  # noqa: BLE001 - the metrics and checkpoints of a finished run stand on their own
         warn(f"{cell.name}: figures/model not logged ({type(exc).__name__}: {exc})")

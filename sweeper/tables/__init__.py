@@ -5,8 +5,9 @@
 and reports across sweeps. No torch here: `sweeper table` stays fast.
 """
 
-from sweeper.tables.build import TABLE_MD, build, out_of_tolerance, publish
+from sweeper.tables.build import TABLE_MD, build, out_of_tolerance
 from sweeper.tables.formats import check, fmt_number, render
+from sweeper.tables.summary import publish
 from sweeper.tables.table import Table, Value, welch_p
 
 __all__ = [

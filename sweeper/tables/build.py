@@ -11,7 +11,6 @@ import math
 from typing import Any
 
 from sweeper.errors import UserError, did_you_mean
-from sweeper.runs import artifacts
 from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.schema.table import Column
@@ -33,17 +32,29 @@ def build(
     tracking_uri: str | None = None,
     all_versions: bool = False,
     reported: str = "inline",
+    full_cost: str | None = None,
 ) -> Table:
     """The spec's table from the tracked runs: one row per spec row, mean/std over its seeds.
 
-    `reported` (off, column, inline) is how the report's printed values show, with the verdict in the notes.
+    `reported` (off, column, inline) is how the report's printed values show, with the verdict in the notes
+    (no verdict for a smoke profile, whose notes say what the full profile costs: full_cost, else the sweep
+    run's record of it).
     """
     if reported not in MODES:
         raise UserError(f"unknown --reported '{reported}'; use one of: {', '.join(MODES)}.")
-    return read_runs(tracking_uri, lambda store: _build(store, name_or_path, profile, all_versions, reported))
+    return read_runs(
+        tracking_uri, lambda store: _build(store, name_or_path, profile, all_versions, reported, full_cost)
+    )
 
 
-def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bool, mode: str = "inline") -> Table:
+def _build(
+    store: Runs,
+    name_or_path: str,
+    profile: str | None,
+    all_versions: bool,
+    mode: str = "inline",
+    cost: str | None = None,
+) -> Table:
     """build() on one reader of the store."""
     spec, profile, parent = resolve(name_or_path, store, profile)
     exp_id = store.experiment_id(spec.name)
@@ -75,33 +86,25 @@ def _build(store: Runs, name_or_path: str, profile: str | None, all_versions: bo
     table.reported = [[printed.get(row[0].cell.label, {}).get(m.key) for m in table.metrics] for row in order]
     table.floors = [[spec.table.floor(m, r or 0.0) for m, r in zip(table.metrics, rep)] for rep in table.reported]
     search.mark_pruned(table, spec, order)
-    table.notes = _notes(table, spec, order)
-    search.mark_front(table, spec, order, collect)
+    table.settings = common_settings([p.cell for p in picks])
     sweeps = store.search(exp_id, "sweep") if exp_id and parent else []
     sweep = next((s for s in sweeps if s.info.run_id == parent), None)
     if sweep is not None:
-        table.logged = _logged_text(store, sweep, TABLE_MD)
+        table.logged = sweep.data.tags.get(Tag.NOTE)
         table.parent_artifacts = sweep.info.artifact_uri or ""
+    table.smoke = spec.is_smoke(profile)
+    table.full_cost = cost or (sweep.data.tags.get(Tag.FULL_COST, "") if sweep is not None else "")
+    table.notes = _notes(table, spec, order)  # after smoke and cost: the notes say what a smoke profile is
+    search.mark_front(table, spec, order, collect)  # appends the Pareto front's note
     return table
 
 
-def publish(table: Table, tracking_uri: str | None) -> None:
-    """Log the table as markdown (table.md) on the sweep's parent run, when it differs from the one logged, so
-    the MLflow UI shows it beside the runs; in place on a local store (no MLflow import)."""
-    markdown = render(table, "markdown")
-    if table.parent_run is not None and markdown != table.logged:
-        artifacts.publish_text(tracking_uri, table.parent_run, table.parent_artifacts, TABLE_MD, markdown)
-
-
-def _logged_text(store: Runs, run: Any, path: str) -> str | None:
-    """A run's text artifact, None when it has none; a local store's file is read in place (no MLflow import)."""
-    local = artifacts.local_path(f"{(run.info.artifact_uri or '').rstrip('/')}/{path}")
-    if local is not None:
-        return local.read_text() if local.is_file() else None
-    try:
-        return store.text_artifact(run, path)
-    except Exception:  # noqa: BLE001 - a remote store says "no such artifact" in its own exception types
-        return None
+def common_settings(cells: list[Cell]) -> dict[str, str]:
+    """The config values every cell of the table shares, dotted: the sweep's parameters in MLflow."""
+    flats = [flatten(c.config.model_dump(mode="json")) for c in cells]
+    if not flats:
+        return {}
+    return {k: str(v) for k, v in flats[0].items() if all(k in f and f[k] == v for f in flats[1:])}
 
 
 def out_of_tolerance(table: Table) -> list[str]:
@@ -211,9 +214,34 @@ def _notes(table: Table, spec: Spec, rows: list[list[Pick]]) -> list[str]:
     notes += data_notes(table, [name(r[0].cell) for r in rows])
     names = [name(r[0].cell) for r in rows]
     notes += code_notes([[p.run.data.tags for p in r if p.state == "finished"] for r in rows], names)
-    if table.reported_mode != "off":
-        notes += [describe(v, names) for v in verdicts(table)]
-    return notes
+    return notes + reported_notes(table, names)
+
+
+def reported_notes(table: Table, names: list[str]) -> list[str]:
+    """What rep. and the tolerance mean, one line each, then the verdict; a smoke profile says what it is for instead."""
+    judged = verdicts(table) if table.reported_mode != "off" else []
+    if not judged:
+        return []
+    shown = (
+        "rep.: the report's printed value, then ours minus it (in points for a percent metric)."
+        if table.reported_mode == "inline"
+        else "Columns “…, reported”: the report's printed value, with ours minus it in brackets."
+    )
+    if table.smoke:
+        cost = table.full_cost or "see `sweeper list`"
+        return [
+            shown,
+            f"Smoke test (profile {table.profile}): it checks that every row trains, logs and tables end to end on a "
+            "few epochs and images; its numbers are not comparable with the report's, so they stand beside them "
+            "without a verdict.",
+            f"The full run (the spec's own settings, no --profile): {cost}.",
+        ]
+    tolerance = (
+        "Tolerance: a row agrees with the report when |ours − reported| ≤ max(floor, 2 × std over seeds), in printed "
+        "units; the floor is the spec's `table.tolerance`, else 1 point for a percent metric and 5% of the reported "
+        "value for others."
+    )
+    return [shown, tolerance, *(describe(v, names) for v in judged)]
 
 
 def code_notes(tags: list[list[dict[str, str]]], names: list[str]) -> list[str]:

@@ -1,14 +1,17 @@
-"""Comparison figures of a table's rows, and the results report: data first, then plotly figures.
+"""Comparison figures of a table's rows: data first, then plotly figures.
 
-`curves` and `bars` return DataFrames (tests check those); `comparison_figure` draws them; `plot`
-saves the figure (HTML, and PNG where sweeper.plots can) and logs it to the sweep's parent run;
-`report` writes one markdown file with every sweep's table and a link to its figure.
+`curves` and `bars` return DataFrames (tests check those); `comparison_figure` draws them;
+`save_comparison` saves the figure (HTML, and PNG where sweeper.plots can) and logs it to the
+sweep's parent run under one name. `plot` and `report` (report.py) and the sweep's summary
+(summary.py) draw through it.
 """
 
 from __future__ import annotations
 
-import os
+import math
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +23,6 @@ from sweeper import tables
 from sweeper.errors import UserError
 from sweeper.plots import save_figure
 from sweeper.runs import tracking
-from sweeper.secrets import mask_uri
-from sweeper.vocab import DEFAULT_PROFILE
 
 SCALE = {"percent": 100.0}  # display units of a metric format (the table shows percent as 0-100)
 
@@ -45,14 +46,24 @@ def curves(table: tables.Table, metric: str, store: tracking.Store) -> pd.DataFr
 
 
 def bars(table: tables.Table, column: int = 0) -> pd.DataFrame:
-    """One table metric per row: mean, std and n over seeds, in display units, and the row's state."""
+    """One table metric per row: mean, std and n over seeds, the report's value (NaN: none), all in display
+    units, and the row's state."""
     metric = table.metrics[column]
     scale = SCALE.get(metric.format, 1.0)
+    given = table.reported or [[None] * len(table.metrics) for _ in table.labels]
+    printed = [math.nan if (value := rep[column]) is None else value for rep in given]
     rows = [
-        (label, row[column].mean * scale, row[column].std * scale, len(row[column].values), row[column].status)
-        for label, row in zip(table.labels, table.values)
+        (
+            label,
+            row[column].mean * scale,
+            row[column].std * scale,
+            len(row[column].values),
+            row[column].status,
+            rep * scale,
+        )
+        for label, row, rep in zip(table.labels, table.values, printed)
     ]
-    return pd.DataFrame(rows, columns=["label", "mean", "std", "n", "status"])
+    return pd.DataFrame(rows, columns=["label", "mean", "std", "n", "status", "reported"])
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -60,49 +71,39 @@ def _rgba(colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def _curve_traces(fig: go.Figure, curve: pd.DataFrame, labels: list[str]) -> None:
+    """Each row's mean curve over seeds, with its min-max band where it has two seeds or more."""
+    palette = qualitative.Plotly
+    for i, label in enumerate(labels):
+        colour, part = palette[i % len(palette)], curve[curve["label"] == label]
+        if not len(part):
+            continue
+        if part["n"].max() > 1:
+            x = list(part["epoch"]) + list(part["epoch"])[::-1]
+            y = list(part["max"]) + list(part["min"])[::-1]
+            band = {"fill": "toself", "fillcolor": _rgba(colour, 0.2), "line": {"width": 0}, "hoverinfo": "skip"}
+            band |= {"mode": "lines"}  # the outline only: markers would dot the band in another colour
+            fig.add_trace(go.Scatter(x=x, y=y, showlegend=False, legendgroup=label, **band), row=1, col=1)
+        line = {"mode": "lines+markers", "line": {"color": colour}, "hovertemplate": "%{y:.4g} (n=%{customdata})"}
+        fig.add_trace(
+            go.Scatter(x=part["epoch"], y=part["mean"], name=label, legendgroup=label, customdata=part["n"], **line),
+            row=1,
+            col=1,
+        )
+
+
 def comparison_figure(curve: pd.DataFrame, bar: pd.DataFrame, metric: str, bar_title: str, title: str) -> go.Figure:
-    """Left: each row's mean curve over seeds with its min-max band; right: bars with ±std error bars."""
+    """Left: each row's mean curve over seeds with its min-max band; right: bars with ±std error bars, each
+    bar's value written on it and the report's value marked beside it."""
     fig = make_subplots(
         rows=1,
         cols=2,
-        column_widths=[0.6, 0.4],
-        subplot_titles=(f"{metric} per epoch (mean over seeds, band: min–max)", f"{bar_title} (mean ± std)"),
+        column_widths=[0.55, 0.45],
+        horizontal_spacing=0.1,
+        subplot_titles=(f"{metric} per epoch: mean over seeds, band min–max", f"{bar_title}: mean ± std"),
     )
+    _curve_traces(fig, curve, list(bar["label"]))
     palette = qualitative.Plotly
-    for i, label in enumerate(bar["label"]):
-        colour, part = palette[i % len(palette)], curve[curve["label"] == label]
-        if len(part) and part["n"].max() > 1:
-            x = list(part["epoch"]) + list(part["epoch"])[::-1]
-            y = list(part["max"]) + list(part["min"])[::-1]
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    fill="toself",
-                    fillcolor=_rgba(colour, 0.2),
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    showlegend=False,
-                    legendgroup=label,
-                ),
-                row=1,
-                col=1,
-            )
-        if len(part):
-            fig.add_trace(
-                go.Scatter(
-                    x=part["epoch"],
-                    y=part["mean"],
-                    mode="lines+markers",
-                    name=label,
-                    line={"color": colour},
-                    legendgroup=label,
-                    customdata=part["n"],
-                    hovertemplate="%{y:.4g} (n=%{customdata})",
-                ),
-                row=1,
-                col=1,
-            )
     ticks = [f"{r.label} ({r.status})" if r.n == 0 else r.label for r in bar.itertuples()]
     fig.add_trace(
         go.Bar(
@@ -111,32 +112,41 @@ def comparison_figure(curve: pd.DataFrame, bar: pd.DataFrame, metric: str, bar_t
             error_y={"type": "data", "array": bar["std"], "visible": True},
             marker_color=[palette[i % len(palette)] for i in range(len(bar))],
             showlegend=False,
-            text=[f"n={n}" for n in bar["n"]],
-            textposition="outside",
+            text=[f"{m:.2f}<br>n={n}" if n else "" for m, n in zip(bar["mean"], bar["n"])],
+            textposition="inside",
+            insidetextanchor="middle",
         ),
         row=1,
         col=2,
     )
-    fig.update_xaxes(title_text="epoch", row=1, col=1)
+    if bar["reported"].notna().any():
+        fig.add_trace(
+            go.Scatter(
+                x=ticks,
+                y=bar["reported"],
+                mode="markers",
+                name="the report's value",
+                marker={"symbol": "diamond", "size": 14, "color": "black", "line": {"color": "white", "width": 1}},
+                hovertemplate="report: %{y:.4g}<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
+    epochs = int(curve["epoch"].max()) if len(curve) else 1
+    fig.update_xaxes(title_text="epoch", tick0=0, dtick=max(1, math.ceil(epochs / 10)), tickformat="d", row=1, col=1)
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_yaxes(title_text=bar_title, row=1, col=2)
-    fig.update_layout(title=title, template="plotly_white", width=1200, height=500)
+    fig.update_annotations(font_size=15)  # the subplot titles
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left", "font": {"size": 20}},
+        template="plotly_white",
+        font={"size": 14},
+        width=1300,
+        height=560,
+        margin={"t": 110, "l": 70, "r": 30, "b": 90},
+        legend={"orientation": "h", "y": -0.18},
+    )
     return fig
-
-
-def plot(
-    name: str,
-    metric: str = "val_acc",
-    out: Path | None = None,
-    profile: str | None = None,
-    tracking_uri: str | None = None,
-    bar_metric: str | None = None,
-    png: bool = True,
-) -> list[Path]:
-    """Draw a sweep's comparison figure, save it and log it to the sweep's parent run; returns the files."""
-    table = tables.build(name, profile, tracking_uri)
-    out = out or Path("results") / f"{_stem(table)}-{metric}.html"
-    return save_comparison(table, tracking.open_store(tracking_uri), metric, out, bar_metric, png)
 
 
 def save_comparison(
@@ -158,72 +168,17 @@ def save_comparison(
     )
     files = save_figure(fig, out.with_suffix("") if out.suffix == ".html" else out, png=png)
     if table.parent_run:
-        tracking.log_files(store, table.parent_run, files, "figures")
+        log_figure(store, table.parent_run, files, f"comparison_{metric}")
     return files
 
 
-def _stem(table: tables.Table) -> str:
+def log_figure(store: tracking.Store, run_id: str, files: list[Path], name: str) -> None:
+    """Log a figure's files to the run as figures/NAME.*: plot, report and the sweep redraw one artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        named = [Path(shutil.copy(f, Path(tmp) / f"{name}{f.suffix}")) for f in files]
+        tracking.log_files(store, run_id, named, "figures")
+
+
+def stem(table: tables.Table) -> str:
     """A file name for a sweep and profile (dots would read as a suffix)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"{table.name}-{table.profile or 'default'}")
-
-
-def sweeps(store: tracking.Store) -> list[tuple[str, str]]:
-    """(sweep name, profile) of every experiment in the store that has a sweep, in name order."""
-    found = []
-    for exp in sorted(store.client.search_experiments(), key=lambda e: e.name):
-        profiles = {
-            r.data.tags.get(tracking.Tag.PROFILE, DEFAULT_PROFILE)
-            for r in tracking.sweep_runs(store, exp.experiment_id)
-        }
-        found += [(exp.name, p) for p in sorted(profiles)]
-    return found
-
-
-def report(
-    out: Path = Path("results"),
-    tracking_uri: str | None = None,
-    metric: str = "val_acc",
-    figures: bool = True,
-    png: bool = True,
-) -> Path:
-    """Write out/report.md: every sweep's table (markdown) with a link to its comparison figure."""
-    store = tracking.open_store(tracking_uri, create=False)
-    parts = [
-        f"# Results\n\nRegenerated from the MLflow store `{mask_uri(store.uri)}` by `sweeper report`; "
-        f"check a table with `sweeper table NAME --check {out / 'report.md'}`.\n"
-    ]
-    for name, profile in sweeps(store):
-        parts.append(_section(name, profile, out, store, metric if figures else None, png))
-    if len(parts) == 1:
-        raise UserError(f"no sweeps in {mask_uri(store.uri)}: run `sweeper run experiments/NAME.yaml` first.")
-    path = out / "report.md"
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, path)  # never a half-written report
-    return path
-
-
-def _section(name: str, profile: str, out: Path, store: tracking.Store, metric: str | None, png: bool) -> str:
-    """One sweep's part of the report; a sweep that cannot be tabled says why instead of vanishing."""
-    try:
-        table = tables.build(name, profile, store.uri)
-    except UserError as exc:
-        return f"## {name} [{profile}]\n\nCould not build this table: {exc}\n"
-    source = f"; source: {table.source}" if table.source else ""
-    text = (
-        f"## {table.title}\n\nSweep `{table.name}`, profile `{profile}`{source}.\n\n{tables.render(table, 'markdown')}"
-    )
-    if metric is None:
-        return text
-    try:
-        files = save_comparison(table, store, metric, out / "figures" / f"{_stem(table)}.html", png=png)
-    except UserError as exc:
-        return text + f"\nNo figure: {exc}\n"
-    links = [
-        f"[{metric} per epoch and {table.metrics[0].header}]({f.relative_to(out).as_posix()})"
-        for f in files
-        if f.suffix == ".html"
-    ]
-    images = [f"![{table.title}]({f.relative_to(out).as_posix()})" for f in files if f.suffix == ".png"]
-    return text + "\n" + "\n\n".join(images + ["Figure: " + ", ".join(links)]) + "\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import html
 import io
 import math
 import re
@@ -15,10 +14,9 @@ from typing import Any
 from sweeper.catalogue import TABLE_FORMATS
 from sweeper.errors import UserError
 from sweeper.schema.table import Column, Metric
+from sweeper.tables.escape import DAGGER, html_text, latex_escape, markdown_cell, markdown_line
 from sweeper.tables.reported import scale, signed
 from sweeper.tables.table import Table, Value
-
-DAGGER = "†"
 
 
 def fmt_number(value: float, fmt: str) -> str:
@@ -148,17 +146,18 @@ def render(table: Table, fmt: str = "markdown") -> str:
 
 
 def _markdown(table: Table) -> str:
-    def cell(text: str, bold: bool) -> str:
-        text = text.replace("|", "\\|")
+    n_keys, head = len(table.headers) - len(table.metrics), headers(table)
+
+    def cell(i: int, text: str, bold: bool) -> str:
+        text = markdown_cell(text, markup=i < n_keys)  # labels and config values are the user's text
         return f"**{text}**" if bold else text
 
-    n_keys, head = len(table.headers) - len(table.metrics), headers(table)
     lines = [
-        "| " + " | ".join(head) + " |",
+        "| " + " | ".join(markdown_cell(h) for h in head) + " |",
         "|" + "|".join("---" if i < n_keys else "---:" for i in range(len(head))) + "|",
     ]
-    lines += ["| " + " | ".join(cell(*c) for c in row) + " |" for row in marked_cells(table)]
-    return "\n".join(lines) + "\n\n" + "\n".join(table.notes) + "\n"
+    lines += ["| " + " | ".join(cell(i, *c) for i, c in enumerate(row)) + " |" for row in marked_cells(table)]
+    return "\n".join(lines) + "\n\n" + "\n".join(markdown_line(n) for n in table.notes) + "\n"
 
 
 def _csv(table: Table) -> str:
@@ -166,29 +165,6 @@ def _csv(table: Table) -> str:
     rows = [[text for text, _ in row] for row in marked_cells(table)]
     csv.writer(out, lineterminator="\n").writerows([headers(table), *rows])
     return out.getvalue()
-
-
-_LATEX = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "±": r"$\pm$",
-    DAGGER: r"$^\dagger$",
-    "≥": r"$\geq$",
-    "–": "--",
-}
-
-
-def latex_escape(text: str) -> str:
-    """Text safe inside a LaTeX table, with ±, † and ≥ as math symbols."""
-    return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
 def _latex(table: Table) -> str:
@@ -221,20 +197,20 @@ def _html(table: Table) -> str:
 
     def td(i: int, text: str, bold: bool) -> str:
         style = ' style="text-align:right"' if i >= n_keys else ""
-        inner = f"<strong>{html.escape(text)}</strong>" if bold else html.escape(text)
+        inner = f"<strong>{html_text(text)}</strong>" if bold else html_text(text)
         return f"<td{style}>{inner}</td>"
 
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers(table))
+    head = "".join(f"<th>{html_text(h)}</th>" for h in headers(table))
     rows = ["<tr>" + "".join(td(i, t, b) for i, (t, b) in enumerate(row)) + "</tr>" for row in marked_cells(table)]
     lines = [
         "<table>",
-        f"<caption>{html.escape(table.title)}</caption>",
+        f"<caption>{html_text(table.title)}</caption>",
         f"<thead><tr>{head}</tr></thead>",
         "<tbody>",
         *rows,
         "</tbody>",
         "</table>",
-        *(f"<p>{html.escape(n)}</p>" for n in table.notes),
+        *(f"<p>{html_text(n)}</p>" for n in table.notes),
     ]
     return "\n".join(lines) + "\n"
 

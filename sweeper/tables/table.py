@@ -57,7 +57,10 @@ class Table:
     reported_mode: str = "inline"  # off | column | inline: how renderers show reported values
     # per row: the (dataset, digest, train size) of each finished run standing for a seed
     datasets: list[list[tuple[str, str, str]]] = field(default_factory=list)
-    logged: str | None = None  # the parent run's table.md as found (None: none yet): relog only on change
+    logged: str | None = None  # the parent run's Description as found (None: none yet): refresh only on change
+    settings: dict[str, str] = field(default_factory=dict)  # config values every row shares, dotted
+    smoke: bool = False  # a smoke profile's table: the report's values beside ours, no verdict
+    full_cost: str = ""  # what the spec's full profile costs, as `sweeper list` estimates it
     parent_artifacts: str = ""  # the parent run's artifact URI, where table.md is logged
 
     def best(self, column: int) -> int | None:

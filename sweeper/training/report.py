@@ -82,8 +82,6 @@ def survey(directory: str | Path) -> list[tuple[Path, SpecSummary | UserError]]:
 
 def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: float | None = None) -> list[str]:
     """The lines `sweeper list` prints for one spec."""
-    kind = host_cpu_kind()
-    cpu = cpu_gflops or kind.gflops
     spec, seeds = summary.spec, summary.spec.seeds
     if spec.search is not None:
         trials = spec.search.budget() or "time-bounded"
@@ -93,16 +91,27 @@ def describe(summary: SpecSummary, gpu_tflops: float | None = None, cpu_gflops: 
         shape = f"{_plural(rows, 'row')} x {_plural(len(seeds), 'seed')} {seeds}"
     nets = "; ".join(f"{m.name} {m.params:,} params {m.flops / 1e9:.3g} GFLOPs/image" for m in summary.models)
     lines = [f"{spec.name} ({summary.path}): {shape}", f"  models: {nets}"]
-    for c in summary.costs:
-        epochs = "/".join(str(e) for e in c.epochs)
-        lines.append(
-            f"  {c.profile}: {_plural(c.cells, 'cell')} x {epochs} epoch{'s' * (c.epochs != (1,))}, "
-            f"{_count(c.train_images)} training images, {'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP"
-            f" -> {_gpu_estimates(c, gpu_tflops)},"
-            f" CPU {_duration(c.cpu_hours(cpu, kind.cell_seconds))} at {cpu:g} GFLOP/s ({kind.name})"
-        )
+    lines += [f"  {c.profile}: {cost_text(c, gpu_tflops, cpu_gflops)}" for c in summary.costs]
     lines.append(f"  peak GPU memory (estimated, per row):{_peaks(summary)}")
     return lines
+
+
+def cost_text(c: SweepCost, gpu_tflops: float | None = None, cpu_gflops: float | None = None) -> str:
+    """One profile's cost as `sweeper list` prints it: cells, epochs, images, FLOPs, time per GPU kind and here."""
+    kind = host_cpu_kind()
+    cpu = cpu_gflops or kind.gflops
+    epochs = "/".join(str(e) for e in c.epochs)
+    return (
+        f"{_plural(c.cells, 'cell')} x {epochs} epoch{'s' * (c.epochs != (1,))}, "
+        f"{_count(c.train_images)} training images, {'at most ' if c.bound else ''}{c.flops / 1e15:.3g} PFLOP"
+        f" -> {_gpu_estimates(c, gpu_tflops)},"
+        f" CPU {_duration(c.cpu_hours(cpu, kind.cell_seconds))} at {cpu:g} GFLOP/s ({kind.name})"
+    )
+
+
+def full_cost(spec: Spec) -> str:
+    """What the spec's own settings (its full profile) cost, as `sweeper list` says it."""
+    return cost_text(sweep_cost(spec, None))
 
 
 def _gpu_estimates(cost: SweepCost, tflops: float | None) -> str:

@@ -15,7 +15,7 @@ from rich.console import Console
 from torch import nn
 
 from sweeper.analysis.curves import band
-from sweeper.analysis.filters import feature_maps, feature_maps_figure, filters_figure, first_layer_filters
+from sweeper.analysis.filters import feature_maps, feature_maps_image, filters_image, first_layer_filters
 from sweeper.analysis.landscape import evaluate_at, loss_surface, random_direction, surface_cost
 from sweeper.schema.config import TrainConfig
 from sweeper.training.probes import make_step_hook, probe
@@ -232,8 +232,15 @@ def test_first_layer_filters_and_feature_maps():
     maps = feature_maps(model.train(), image.numpy(), "cifar10")
     assert maps.shape == (64, 32, 32) and model.training
     np.testing.assert_allclose(maps, seen["out"][0].numpy(), rtol=1e-5, atol=1e-6)
-    assert len(filters_figure(weights).data) == 64 and len(filters_figure(weights, grayscale=True).data) == 64
-    assert len(feature_maps_figure(maps, image.numpy()).data) == 65
+    # 64 kernels on an 8 x 8 grid, 65 tiles (the input first) on 9 x 8: PNGs drawn without a browser
+    rgb, gray, fmap = (
+        filters_image(weights),
+        filters_image(weights, grayscale=True),
+        feature_maps_image(maps, image.numpy()),
+    )
+    assert rgb.mode == gray.mode == fmap.mode == "RGB" and rgb.size == gray.size and fmap.size[0] > rgb.size[0]
+    pixels = np.asarray(gray)
+    assert (pixels[..., 0] == pixels[..., 1]).all() and not (np.asarray(rgb)[..., 0] == np.asarray(rgb)[..., 1]).all()
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from sweeper.cli import app
 from sweeper.errors import UserError, warn
 from sweeper.secrets import mask_uri
 from sweeper.sweep.workers import Launch, command
-from sweeper.tables import compare
+from sweeper.tables import report as reporting
 from sweeper.training.data import prepare
 from sweeper.training.sources import _load_batch, read_source
 
@@ -264,7 +264,7 @@ def test_no_password_in_argv_logs_console_report_or_errors(
     assert len(logs) == 2 and all(log.stat().st_mode & 0o777 == 0o600 for log in logs)
     assert all("-> postgresql+psycopg://postgres:***@" in log.read_text() for log in logs)
     shown = out.getvalue() + "".join(log.read_text() for log in logs)
-    report_md = compare.report(tmp_path / "results", tracking_uri, figures=False).read_text()
+    report_md = reporting.report(tmp_path / "results", tracking_uri, figures=False).read_text()
     assert "postgres:***@" in report_md
     result = invoke("table", "nosuch", "--tracking-uri", tracking_uri)
     assert result.exit_code == 2 and "postgres:***@" in result.output

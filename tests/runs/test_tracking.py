@@ -72,7 +72,7 @@ def download(uri: str, run_id: str, path: str, dst: Path) -> Path:
 def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(
     write_spec, synthetic_data, mlflow_server, local_state, tmp_path, monkeypatch, chromium
 ):
-    monkeypatch.setenv("SWEEPER_PNG", "1")  # the PNGs are part of what a cell leaves
+    monkeypatch.setenv("SWEEPER_PNG", "0")  # the pictures are PNG even so: PIL draws them, no browser
     # an EMA, so that the evaluated weights (best.pt, the logged model) differ from the raw ones
     path = write_spec({**SMALL, "name": "served", "base": {**SMALL["base"], "ema_decay": 0.5}})
     report = sweep.run(path, tracking_uri=mlflow_server, device="cpu", data=synthetic_data, console=quiet())
@@ -100,8 +100,8 @@ def test_a_sweep_against_a_server_logs_everything_a_cell_leaves(
         files = artifact_files(client, run_id)
         for name in ("config.yaml", "checkpoints/best.pt", "checkpoints/last.pt"):
             assert name in files
-        for fig in ("curves", "filters", "feature_maps"):
-            assert f"plots/{fig}.html" in files and f"plots/{fig}.png" in files, fig
+        # pictures as PNG drawn without a browser; the curves are MLflow's own charts of the metrics
+        assert sorted(f for f in files if f.startswith("plots/")) == ["plots/feature_maps.png", "plots/filters.png"]
         png = download(mlflow_server, run_id, "plots/filters.png", tmp_path / run_id)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -70,17 +70,19 @@ def assert_golden(text: str, name: str) -> None:
     assert text == path.read_text(), f"{name} differs from tests/golden/{name}:\n{text}"
 
 
-def log_known(uri: str, path: Path, known: dict, data: dict[str, tuple[str, str]] | None = None) -> str:
+def log_known(
+    uri: str, path: Path, known: dict, data: dict[str, tuple[str, str]] | None = None, profile: str | None = None
+) -> str:
     """Log the known values through cell_run, each run tagged with its (dataset, train size); returns the parent."""
     spec = load_spec(path)
     store = tracking.open_store(uri)
     exp = tracking.experiment_id(store, spec.name)
-    parent = tracking.sweep_run(store, exp, spec, None, path.read_text())
-    for cell in expand(spec):
+    parent = tracking.sweep_run(store, exp, spec, profile, path.read_text())
+    for cell in expand(spec, profile):
         acc = known[cell.label][cell.seed]
         if acc is None:
             continue
-        with cellrun.cell_run(store, exp, parent, cell, spec, None) as log:
+        with cellrun.cell_run(store, exp, parent, cell, spec, profile) as log:
             name, size = (data or {}).get(cell.label, ("CIFAR-10", "45000"))
             log.set_tags({Tag.DATASET: name, Tag.DATASET_DIGEST: "d1g35t", Tag.TRAIN_SIZE: size})
             log.log_summary({"test_acc": acc, "final_train_loss": 0.16})
@@ -123,6 +125,27 @@ def test_reported_values_render_deltas_and_the_verdict(known) -> None:
     verdict = next(n for n in inline.notes if n.startswith("Against the report (Test Acc. (%))"))
     assert "2 of 3 rows within tolerance" in verdict and "outside: ReLU (+1.90" in verdict
     assert "partial, not judged: ELU" in verdict and "no reported value: SiLU" in verdict
+
+
+def test_a_smoke_profile_shows_the_report_beside_ours_without_a_verdict_and_what_the_full_run_costs(
+    tmp_path, store_uri
+) -> None:
+    path = tmp_path / "repro.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "profiles": {"quick": {"smoke": True, "epochs": 2}}}, sort_keys=False))
+    log_known(store_uri, path, KNOWN, profile="quick")
+    cost = "7 cells x 30 epochs, 9.43M training images -> GPU 13 min"
+    smoke = tables.build(str(path), "quick", store_uri, full_cost=cost)
+    text = tables.render(smoke)
+    assert "(rep. 87.20, +1.90)" in text, "the report's values stand beside ours"
+    assert "Against the report" not in text and "within tolerance" not in text, "no verdict on a smoke test"
+    assert (
+        "Smoke test (profile quick)" in text
+        and f"The full run (the spec's own settings, no --profile): {cost}." in text
+    )
+    assert "rep.: the report's printed value" in text
+    # the sweep run keeps the cost, so the next `sweeper table` (which imports no torch) still says it
+    assert tables.publish(smoke, store_uri)
+    assert f": {cost}." in tables.render(tables.build(str(path), "quick", store_uri))
 
 
 def test_out_of_tolerance_rows_fail_check_reported_and_a_floor_lets_them_pass(known, tmp_path) -> None:

@@ -453,6 +453,7 @@ def test_curves_and_bars_data_from_the_logged_histories(known):
     assert list(bar["label"]) == [r["label"] for r in TABLE3["rows"]]
     assert bar.loc[0, "mean"] == pytest.approx(100 * sum(finals) / 3) and bar.loc[3, "n"] == 2
     assert list(bar["status"])[4:] == ["failed", "running/pruned", "missing"]
+    assert bar["reported"].isna().all(), "table3 has no reported values"
     with pytest.raises(UserError, match="logged the metric 'val_acc_typo'"):
         compare.curves(table, "val_acc_typo", store)
 
@@ -463,9 +464,14 @@ def test_plot_writes_html_and_logs_it_to_the_sweep_run(known, tmp_path):
     assert result.exit_code == 0, result.output
     html = out.read_text()
     assert "plotly" in html and "Leaky ReLU" in html and "Test Accuracy (%)" in html
+    assert not re.search(r"<script[^>]*\ssrc=", html) and len(html) > 3_000_000, "plotly.js inside: draws offline"
     table = tables.build("acts", tracking_uri=known[0])
-    logged = [a.path for a in MlflowClient(known[0]).list_artifacts(table.parent_run, "figures")]
-    assert "figures/acts.html" in logged
+    client = MlflowClient(known[0])
+    assert [a.path for a in client.list_artifacts(table.parent_run, "figures")] == ["figures/comparison_val_acc.html"]
+    # the report redraws the same figure: one artifact under one name, not a second copy
+    result = runner.invoke(app, ["report", "--out", str(tmp_path / "r"), "--tracking-uri", known[0], "--no-png"])
+    assert result.exit_code == 0, result.output
+    assert [a.path for a in client.list_artifacts(table.parent_run, "figures")] == ["figures/comparison_val_acc.html"]
     result = runner.invoke(app, ["plot", "acts", "--tracking-uri", known[0], "--bar-metric", "nope"])
     assert result.exit_code == 2 and "'nope' is not a metric of the table of 'acts'" in result.output
 
