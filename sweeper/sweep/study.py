@@ -145,7 +145,8 @@ def open_sweep(
     rdb = open_storage(storage_url(storage, uri), heartbeat)
     store = tracking.open_store(uri)
     search = spec.search
-    seed = None if search is None or search.seed is None else search.seed + seed_offset
+    # numpy's RandomState under the samplers takes seeds below 2**32; a worker's offset may be its pid
+    seed = None if search is None or search.seed is None else (search.seed + seed_offset) % 2**32
     direction = search.objective.direction if search else "maximize"
     study = optuna.create_study(
         storage=rdb,
