@@ -339,8 +339,7 @@ def resolve(reference: str, base_dir: Path | None = None) -> Any:
 def raised_in_user_code(exc: BaseException) -> str:
     """`Type: message at file:line`, the line being the last frame of the traceback in a file of the user's
     code this process loaded (where the user's bug most likely is); without such a frame, `Type: message`."""
-    text = " ".join(str(exc).split())
-    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    what = f"{type(exc).__name__}: {exc}"
     with _LOCK:
         # registered: what specs named (the built-ins load through this door too, but are never registered)
         sources = {str(source) for found in _REGISTRY.values() for source in found if source is not None}

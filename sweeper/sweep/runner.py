@@ -94,8 +94,9 @@ def run_cell(
         return CellOutcome(name, run_id, ok=False, pruned=True, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the run is marked FAILED with the error; the sweep goes on
         progress.remove_task(task)
-        progress.console.print(f"[red]{name} failed: {type(exc).__name__}: {exc}[/]")
-        return CellOutcome(name, run_id, ok=False, error=f"{type(exc).__name__}: {exc}")
+        error = plugins.raised_in_user_code(exc)  # with the file:line when the user's code raised it
+        progress.console.print(f"[red]{name} failed: {error}[/]")
+        return CellOutcome(name, run_id, ok=False, error=error)
     progress.remove_task(task)
     s = result.summary
     val = (
