@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from sweeper.errors import Pruned, warn
-from sweeper.runs import checkpoints, process, system, tracking
+from sweeper.runs import checkpoints, faults, process, system, tracking
 from sweeper.runs import model as model_log
 from sweeper.schema import plugins
 from sweeper.schema.spec import Cell, Spec
@@ -251,6 +251,10 @@ def cell_run(
         _stop(log, "KILLED", {Tag.STATE: "pruned", Tag.PRUNED: str(exc) or "true"})
         raise
     except Exception as exc:
+        stop = faults.diagnose(exc, store.artifact_root or Path.cwd())
+        if stop is not None:  # the store's fault, not the cell's: interrupted, so the same command resumes it
+            _stop(log, "KILLED", {Tag.STATE: "interrupted"})
+            raise stop from exc
         _stop(log, "FAILED", {Tag.STATE: "failed", Tag.ERROR: plugins.raised_in_user_code(exc)[:5000]})
         raise
     log.set_tags({Tag.STATE: "finished"})

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 import yaml
 
 from sweeper.errors import UserError
+from sweeper.runs import faults
 from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec
 from sweeper.secrets import mask_uri
@@ -89,6 +90,8 @@ def check_store(uri: str, *, create: bool = True) -> None:
             "sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or http://HOST:PORT of a `sweeper server`, or drop "
             "--tracking-uri / unset MLFLOW_TRACKING_URI for the local store."
         )
+    if scheme == "sqlite" and create:
+        faults.check_writable(Path(uri.removeprefix("sqlite:///")))  # before a sweep writes or trains anything
     if scheme == "sqlite" and not create:
         db = Path(uri.removeprefix("sqlite:///"))
         if not db.is_file():
