@@ -22,7 +22,10 @@ def locked(path: Path | str) -> Iterator[None]:
         return
     fd = os.open(path, os.O_RDONLY)  # a folder opens read-only too, and flock takes it on Linux and macOS
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes, and by the kernel if we die
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes, and by the kernel if we die
+        except OSError:  # a filesystem without flock on folders (some NFS): go on unlocked, as before locks
+            pass
         yield
     finally:
         os.close(fd)

@@ -8,6 +8,7 @@ without stepping on each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 import yaml
 
 from sweeper.errors import UserError
+from sweeper.locks import locked
 from sweeper.runs import faults
 from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec
@@ -58,15 +60,19 @@ def open_store(uri: str | None = None, *, create: bool = True) -> Store:
     settings = get_settings()
     uri = settings.resolved_tracking_uri(uri)
     check_store(uri, create=create)
-    artifact_root = None
+    artifact_root, folder = None, None
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
+        folder = db.parent
         artifact_root = (
             settings.artifact_root() if db.parent.resolve() == settings.store_dir.resolve() else db.parent / "artifacts"
         )
     try:
-        client = MlflowClient(tracking_uri=uri)
+        # The client creates and migrates a new sqlite store; two processes doing that at once break it
+        # ("duplicate column", "table already exists"): one at a time, the second finds it made.
+        with locked(folder) if folder else contextlib.nullcontext():
+            client = MlflowClient(tracking_uri=uri)
     except (mlflow.exceptions.MlflowException, ImportError, sa.exc.SQLAlchemyError) as exc:
         raise UserError(
             f"cannot open the MLflow store {mask_uri(uri)} ({_first_line(exc)}). Use sqlite:///PATH, "
@@ -150,7 +156,13 @@ def experiment_id(store: Store, name: str, create: bool = True) -> str | None:
     if not create:
         return None
     location = (store.artifact_root / name).as_uri() if store.artifact_root else None
-    return store.client.create_experiment(name, artifact_location=location)
+    try:
+        return store.client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # another process created it just now (two first runs at once)
+        exp = store.client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def finished_cells(store: Store, exp_id: str) -> dict[str, Any]:

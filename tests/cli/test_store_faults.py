@@ -6,8 +6,11 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -85,3 +88,40 @@ def test_a_full_disk_stops_the_sweep_cleanly_and_the_same_command_finishes_it(
     assert all(r.info.status == "FINISHED" for r in runs)
     resumed = next(r for r in runs if r.info.run_id == stopped.info.run_id)
     assert resumed.data.tags["sweeper.resumed_from_epoch"] == "1"
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from sweeper.sweep import open_sweep
+Path(sys.argv[4]).touch()  # imported (MLflow, Optuna, torch): ready
+go = Path(sys.argv[2])
+while not go.exists():  # start creating the store together with the other process
+    time.sleep(0.01)
+open_sweep(sys.argv[1], tracking_uri=sys.argv[3])
+"""
+
+
+def test_two_first_runs_at_once_create_one_store_and_one_study(write_spec, tmp_path):
+    spec, go, store = write_spec(), tmp_path / "go", tmp_path / "mlruns"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    env = {**os.environ, "SWEEPER_STORE_DIR": str(store)}
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(spec), str(go), uri, str(r)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for r in ready
+    ]
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready) and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in racers), [p.communicate()[1] for p in racers if p.poll() is not None]
+        time.sleep(0.05)
+    go.touch()
+    errors = [p.communicate(timeout=300)[1] for p in racers]
+    assert [p.returncode for p in racers] == [0, 0], errors
+    client = MlflowClient(uri)
+    assert [e.name for e in client.search_experiments()].count("tiny") == 1
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{store / 'optuna.db'}")] == [
+        "tiny/default"
+    ]
