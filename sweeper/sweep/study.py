@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from sweeper.errors import UserError
 from sweeper.locks import locked
-from sweeper.runs import tracking
+from sweeper.runs import owner, tracking
 from sweeper.schema.spec import Cell, Spec, expand, load_spec
 from sweeper.secrets import mask_uri
 from sweeper.settings import CONNECT_TIMEOUT, get_settings
@@ -152,6 +152,9 @@ def open_sweep(
     tracking.check_store(uri)  # a bad or unreachable store, then a bad storage, fail before either is written
     rdb = open_storage(storage_url(storage, uri), heartbeat)
     store = tracking.open_store(uri)
+    exp_id = tracking.experiment_id(store, spec.name)
+    assert exp_id is not None  # created when missing
+    owner.claim(store, exp_id, spec.name, spec_path)  # another spec of this name: refused before its study opens
     search = spec.search
     # numpy's RandomState under the samplers takes seeds below 2**32; a worker's offset may be its pid
     seed = None if search is None or search.seed is None else (search.seed + seed_offset) % 2**32
@@ -164,8 +167,6 @@ def open_sweep(
         pruner=_pruner(spec),
         load_if_exists=True,
     )
-    exp_id = tracking.experiment_id(store, spec.name)
-    assert exp_id is not None  # created when missing
     return Sweep(spec, spec_path, profile, store, exp_id, study, cells)
 
 

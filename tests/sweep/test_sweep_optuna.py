@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from conftest import DIVERGES, TINY_SPEC
 from mlflow import MlflowClient
 from rich.console import Console
@@ -213,3 +214,30 @@ def test_a_dead_workers_cell_counts_as_one_to_train(write_spec, store_uri, synth
     )
     assert report.finished == ["ReLU seed=0"]
     assert "tiny: 1 cells to train" in out.getvalue() and "1/1" in out.getvalue(), out.getvalue()
+
+
+def test_a_second_spec_with_the_same_name_is_refused_until_renamed(tmp_path, store_uri, data_dir, capsys):
+    def spec_at(folder: str, rows: list) -> Path:
+        path = tmp_path / folder / "spec.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(yaml.safe_dump({**TINY_SPEC, "rows": rows}, sort_keys=False))
+        return path
+
+    first = spec_at("a", TINY_SPEC["rows"])
+    sweep.open_sweep(first, tracking_uri=store_uri)
+    other = spec_at("b", [{"label": "ELU", "activation": "elu"}])
+    result = CliRunner().invoke(app, ["run", str(other), "--tracking-uri", store_uri, "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert str(first) in result.output and "its own `name:`" in result.output
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'store' / 'optuna.db'}")] == [
+        "tiny/default"
+    ]
+    first.write_text(first.read_text().replace("GELU", "SiLU").replace("gelu", "silu"))  # edited in place: its own
+    sweep.open_sweep(first, tracking_uri=store_uri)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "spec.yaml").write_text(first.read_text())  # the same text elsewhere (a worker's checkout)
+    sweep.open_sweep(tmp_path / "copy" / "spec.yaml", tracking_uri=store_uri)
+    first.unlink()
+    (tmp_path / "copy" / "spec.yaml").unlink()
+    sweep.open_sweep(other, tracking_uri=store_uri)  # the old file is gone (moved): the experiment follows
+    assert "now belongs to" in capsys.readouterr().err
