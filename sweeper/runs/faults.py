@@ -1,4 +1,5 @@
-"""Faults of the store rather than of a cell: its disk is full, it is read-only. A cell that meets one is
+"""Faults of the store rather than of a cell: its disk is full, it is read-only, its server stopped answering.
+A cell that meets one is
 not failed (nothing is wrong with it) but stopped as interrupted, and the sweep ends with one paragraph
 and exit 2; the same command resumes it once the store is fixed. Imports no MLflow: the CLI asks here.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +17,9 @@ from sweeper.errors import UserError
 # What sqlite (through SQLAlchemy, or an MLflow server's error reply) says for each fault.
 _FULL = ("database or disk is full", "no space left on device")
 _READ_ONLY = ("attempt to write a readonly database", "read-only file system")
+# What MLflow's HTTP client says (after its own retries) when the server is gone.
+_GONE = ("max retries exceeded", "connection refused", "failed to establish a new connection", "connection aborted")
+_URL = re.compile(r"https?://[^\s/'\"]+")
 
 
 class StoreUnavailable(UserError):
@@ -65,6 +70,12 @@ def diagnose(exc: BaseException, store_dir: Path) -> StoreUnavailable | None:
             )
         if number == errno.EROFS or any(t in text for t in _READ_ONLY):
             return StoreUnavailable(_read_only(where, "is read-only"))
+        if any(t in text for t in _GONE) and (url := _URL.search(str(e))):
+            return StoreUnavailable(
+                f"the MLflow server at {url.group(0)} stopped answering ({type(e).__name__}); the cell in progress "
+                "was stopped, not failed, and keeps its last stored checkpoint. Start the server again (`sweeper "
+                "server`) and run the same command: it continues that cell from its checkpoint."
+            )
     return None
 
 

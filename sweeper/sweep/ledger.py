@@ -116,8 +116,7 @@ def snapshot(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str]) -
 
 def _died_here(trial: Any) -> bool:
     """Whether a trial's worker was a process of this machine that is gone (killed, crashed)."""
-    worker = str(trial.user_attrs.get(Attr.WORKER, "")).partition(" #")[0]  # `host:pid #index` for numbered workers
-    return process.on_this_host(worker) and worker != process.worker_id() and not process.alive_elsewhere(worker)
+    return process.died_here(str(trial.user_attrs.get(Attr.WORKER, "")))
 
 
 def to_enqueue(

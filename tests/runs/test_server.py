@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from conftest import TINY_SPEC
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from sweeper.cli import app
@@ -100,3 +102,69 @@ def test_a_process_holding_the_port_is_named_with_how_to_stop_it(tmp_path, monke
     assert result.exit_code == 2, result.output
     assert f"process {orphan.pid}" in result.output and f"kill {orphan.pid}" in result.output
     assert not Path(tmp_path / "mlruns").exists()
+
+
+def serve(port: int, store: Path) -> subprocess.Popen:
+    """`sweeper server` on a port, once it answers."""
+    env = {**os.environ, "SWEEPER_STORE_DIR": str(store)}
+    cmd = [sys.executable, "-m", "sweeper", "server", "--port", str(port), "--workers", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not healthy(f"http://127.0.0.1:{port}"):
+        assert proc.poll() is None and time.monotonic() < deadline, "sweeper server never answered"
+        time.sleep(0.25)
+    return proc
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_mid_sweep_stops_it_cleanly_and_the_same_command_finishes(write_spec, data_dir, tmp_path):
+    port, served = server.free_port(), tmp_path / "served"
+    url = f"http://127.0.0.1:{port}"
+    rows = [{"label": "ReLU", "activation": "relu", "epochs": 1}, {"label": "GELU", "activation": "gelu", "epochs": 6}]
+    base = {**TINY_SPEC["base"], "data": {**TINY_SPEC["base"]["data"], "train_size": 160}}
+    spec = write_spec({**TINY_SPEC, "name": "outage", "rows": rows, "base": base})
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": url,
+        "SWEEPER_STORE_DIR": str(tmp_path / "mlruns"),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [sys.executable, "-m", "sweeper", "run", str(spec), "--device", "cpu"]
+    first_server = serve(port, served)
+    log = tmp_path / "first.log"
+    sweep = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        client = MlflowClient(url)
+        deadline = time.monotonic() + 240
+        while True:  # GELU, the second cell, has stored an epoch: the server dies under it
+            assert sweep.poll() is None and time.monotonic() < deadline, log.read_text()
+            exp = client.get_experiment_by_name("outage")
+            runs = client.search_runs([exp.experiment_id], "tags.`sweeper.row` = 'GELU'") if exp else []
+            if runs and client.get_metric_history(runs[0].info.run_id, "train_loss"):
+                break
+            time.sleep(0.1)
+        os.kill(first_server.pid, signal.SIGKILL)  # its watchdog takes the mlflow server down with it
+        first_server.wait()
+        assert sweep.wait(timeout=300) == 2, log.read_text()
+    finally:
+        sweep.kill()
+        first_server.kill()
+    out = log.read_text()
+    assert f"MLflow server at {url} stopped answering" in out and "Traceback" not in out, out
+    again = serve(port, served)
+    try:
+        storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+        status = CliRunner().invoke(app, ["status", str(spec), "--tracking-uri", url, "--storage", storage])
+        table = CliRunner().invoke(app, ["table", "outage", "--tracking-uri", url])
+        assert "done 1, running 0, failed 0, pruned 0, left 1" in status.output, status.output
+        assert "| GELU | interrupted |" in table.output, table.output  # the two agree: stopped, to be continued
+        rerun = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        [gelu] = client.search_runs([exp.experiment_id], "tags.`sweeper.row` = 'GELU'")
+        assert gelu.info.run_id == runs[0].info.run_id and gelu.info.status == "FINISHED"
+        assert int(gelu.data.tags["sweeper.resumed_from_epoch"]) >= 1
+        steps = [m.step for m in client.get_metric_history(gelu.info.run_id, "train_loss")]
+        assert sorted(steps) == list(range(1, 7)), "every epoch once, in order"
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.wait(30)
