@@ -13,6 +13,9 @@ class Tag:
     """MLflow run tags."""
 
     ROLE = PREFIX + "role"  # "sweep" (the parent run of a spec and profile) or "cell"
+    # On the experiment: the spec file that last ran it (resolved path) and the sha256 of its text (12 hex)
+    SPEC_FILE = PREFIX + "spec_file"
+    SPEC_DIGEST = PREFIX + "spec_digest"
     SPEC = PREFIX + "spec"
     PROFILE = PREFIX + "profile"
     TABLE = PREFIX + "table"  # the spec's table layout, JSON, on the sweep run

@@ -74,6 +74,16 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err_console.print("interrupted: the current cell is marked KILLED; run the same command again to resume.")
             raise typer.Exit(130) from None
+        except Exception as exc:
+            # A full disk or read-only store met in MLflow's, Optuna's or SQLAlchemy's code: one paragraph too.
+            from sweeper.runs.faults import diagnose
+            from sweeper.settings import get_settings
+
+            fault = diagnose(exc, get_settings().store_dir)
+            if fault is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {mask_uri(str(fault))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 
 from sweeper.errors import Pruned, warn
-from sweeper.runs import checkpoints, process, system, tracking
+from sweeper.runs import checkpoints, faults, process, system, tracking
 from sweeper.runs import model as model_log
+from sweeper.schema import plugins
 from sweeper.schema.spec import Cell, Spec
 from sweeper.training import state as training_state
 from sweeper.training.state import Checkpoint
@@ -250,7 +251,11 @@ def cell_run(
         _stop(log, "KILLED", {Tag.STATE: "pruned", Tag.PRUNED: str(exc) or "true"})
         raise
     except Exception as exc:
-        _stop(log, "FAILED", {Tag.STATE: "failed", Tag.ERROR: f"{type(exc).__name__}: {exc}"[:5000]})
+        stop = faults.diagnose(exc, store.artifact_root or Path.cwd())
+        if stop is not None:  # the store's fault, not the cell's: interrupted, so the same command resumes it
+            _stop(log, "KILLED", {Tag.STATE: "interrupted"})
+            raise stop from exc
+        _stop(log, "FAILED", {Tag.STATE: "failed", Tag.ERROR: plugins.raised_in_user_code(exc)[:5000]})
         raise
     log.set_tags({Tag.STATE: "finished"})
     tracking.end_run(store, log.run_id, "FINISHED")

@@ -32,3 +32,9 @@ def alive_elsewhere(worker: str) -> bool:
 def on_this_host(worker: str) -> bool:
     """Whether a worker_id names a process of this machine."""
     return worker.rpartition(":")[0] == platform.node()
+
+
+def died_here(worker: str) -> bool:
+    """Whether `worker` (a worker_id, `host:pid #index` too) was another process of this machine that is gone."""
+    worker = worker.partition(" #")[0]
+    return on_this_host(worker) and worker != worker_id() and not alive_elsewhere(worker)

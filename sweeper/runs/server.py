@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import requests
 
 from sweeper.errors import UserError
@@ -47,14 +48,35 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _check_port(host: str, port: int) -> None:
+    """A UserError, naming the process that holds the port when it can be found, unless `port` is free."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        # As servers bind (uvicorn too): connections of a server that just died linger in TIME_WAIT for
+        # about a minute, and a plain bind would refuse the port although nothing listens on it.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
+            holder = _listener(port)
+            who = (
+                f"process {holder[0]} (`{holder[1]}`) listens there; if it is an old server, stop it with "
+                f"`kill {holder[0]}`, or pick"
+                if holder
+                else "another server may be running there. Pick"
+            )
             raise UserError(
-                f"cannot listen on {host}:{port} ({exc.strerror or exc}); another server may be "
-                "running there. Pick another port with --port."
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); {who} another port with --port."
             ) from None
+
+
+def _listener(port: int) -> tuple[int, str] | None:
+    """(pid, command line) of the process listening on a TCP port, when this user may see it."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return conn.pid, " ".join(psutil.Process(conn.pid).cmdline())[:200]
+    except (psutil.Error, OSError):  # other users' sockets, or a platform that hides them
+        pass
+    return None
 
 
 # Stops the server group when the process that started it is gone, even by kill -9: the server

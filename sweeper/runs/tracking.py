@@ -8,6 +8,7 @@ without stepping on each other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +23,8 @@ import sqlalchemy as sa
 import yaml
 
 from sweeper.errors import UserError
+from sweeper.locks import locked
+from sweeper.runs import faults
 from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec
 from sweeper.secrets import mask_uri
@@ -61,15 +64,19 @@ def open_store(uri: str | None = None, *, create: bool = True) -> Store:
     settings = get_settings()
     uri = settings.resolved_tracking_uri(uri)
     check_store(uri, create=create)
-    artifact_root = None
+    artifact_root, folder = None, None
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
+        folder = db.parent
         artifact_root = (
             settings.artifact_root() if db.parent.resolve() == settings.store_dir.resolve() else db.parent / "artifacts"
         )
     try:
-        client = MlflowClient(tracking_uri=uri)
+        # The client creates and migrates a new sqlite store; two processes doing that at once break it
+        # ("duplicate column", "table already exists"): one at a time, the second finds it made.
+        with locked(folder) if folder else contextlib.nullcontext():
+            client = MlflowClient(tracking_uri=uri)
     except (mlflow.exceptions.MlflowException, ImportError, sa.exc.SQLAlchemyError) as exc:
         raise UserError(
             f"cannot open the MLflow store {mask_uri(uri)} ({_first_line(exc)}). Use sqlite:///PATH, "
@@ -93,6 +100,8 @@ def check_store(uri: str, *, create: bool = True) -> None:
             "sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB or http://HOST:PORT of a `sweeper server`, or drop "
             "--tracking-uri / unset MLFLOW_TRACKING_URI for the local store."
         )
+    if scheme == "sqlite" and create:
+        faults.check_writable(Path(uri.removeprefix("sqlite:///")))  # before a sweep writes or trains anything
     if scheme == "sqlite" and not create:
         db = Path(uri.removeprefix("sqlite:///"))
         if not db.is_file():
@@ -151,7 +160,13 @@ def experiment_id(store: Store, name: str, create: bool = True) -> str | None:
     if not create:
         return None
     location = (store.artifact_root / name).as_uri() if store.artifact_root else None
-    return store.client.create_experiment(name, artifact_location=location)
+    try:
+        return store.client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # another process created it just now (two first runs at once)
+        exp = store.client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def finished_cells(store: Store, exp_id: str) -> dict[str, Any]:

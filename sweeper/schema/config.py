@@ -23,6 +23,10 @@ from sweeper.catalogue import (
 )
 from sweeper.schema.choices import literal, name_of, tagged_union
 
+CIFAR_TRAIN_IMAGES = 50_000  # validation is held out of these
+# torch seeds generators with an unsigned 64-bit integer, and the run's flip stream draws from seed + 2**32
+# (training/augment.py): a larger seed validates nowhere else and overflows in the middle of a cell.
+SEED_MAX = 2**64 - 2**32 - 1
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 Width = Annotated[int, Field(ge=1, le=4096)]
 
@@ -161,6 +165,18 @@ class DataSpec(Strict):
     val_size: int = Field(5000, ge=0, le=45000, description="held out of the 50k training images")
     train_size: int | None = Field(None, ge=10, description="stratified subset of the rest; null = all")
     test_size: int | None = Field(None, ge=10, le=10000, description="stratified test subset; null = all")
+
+    @model_validator(mode="after")
+    def _sizes_fit_cifar(self) -> DataSpec:
+        # CIFAR-10 has 50,000 training images: validation is held out of them, the training subset
+        # drawn from the rest (a smaller custom dataset is still checked when it is loaded)
+        if self.train_size is not None and self.train_size + self.val_size > CIFAR_TRAIN_IMAGES:
+            room = CIFAR_TRAIN_IMAGES - self.val_size
+            raise ValueError(
+                f"train_size={self.train_size} with val_size={self.val_size} needs {self.train_size + self.val_size:,} "
+                f"images, but CIFAR-10 has {CIFAR_TRAIN_IMAGES:,} training images: train_size can be at most {room:,} here"
+            )
+        return self
 
 
 class GroupSpec(Strict):
@@ -343,7 +359,7 @@ class TrainConfig(Strict):
     scheduler: SchedulerSpec = NoSchedule()
     loss: LossBlock = LossSpec()
     epochs: int = Field(ge=1, le=10000)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     precision: name_of(PRECISIONS) = "auto"  # type: ignore[valid-type]
     channels_last: bool = True
     probe: ProbeSpec | None = None

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from sweeper.errors import UserError, did_you_mean
+from sweeper.errors import UserError, did_you_mean, warn
 
 Kind = Literal["file", "module"]
 
@@ -95,6 +95,12 @@ def load(reference: str, base_dir: Path) -> Loaded:
         key = (kind, str(path) if path else target, attr)
         if key in _CACHE:
             return dataclasses.replace(_CACHE[key], reference=reference)
+        if path is not None and not path.is_relative_to(Path(base_dir).resolve()):
+            warn(
+                f"`{reference}` names {path}, outside the spec's folder {Path(base_dir).resolve()}: workers that "
+                "find the spec on another machine (SLURM, compose) may not find this file. Keep it beside the spec, "
+                "or in a folder under it."
+            )
         module = _import_file(reference, path) if path else _import_module(reference, target, Path(base_dir))
         obj = _attribute(reference, module, attr)
         source = path or _defining_file(obj, module)
@@ -328,6 +334,17 @@ def resolve(reference: str, base_dir: Path | None = None) -> Any:
     if found is None:
         raise PluginError(f"`{reference}` is not loaded in this process: load the spec that names it first.")
     return found.obj
+
+
+def raised_in_user_code(exc: BaseException) -> str:
+    """`Type: message at file:line`, the line being the last frame of the traceback in a file of the user's
+    code this process loaded (where the user's bug most likely is); without such a frame, `Type: message`."""
+    what = f"{type(exc).__name__}: {exc}"
+    with _LOCK:
+        # registered: what specs named (the built-ins load through this door too, but are never registered)
+        sources = {str(source) for found in _REGISTRY.values() for source in found if source is not None}
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in sources]
+    return f"{what} at {frames[-1].filename}:{frames[-1].lineno}" if frames else what
 
 
 def loaded_references() -> list[Loaded]:

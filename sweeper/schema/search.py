@@ -159,7 +159,8 @@ class Search(Strict):
     """An Optuna search in place of rows: each trial samples the params and trains one cell per seed."""
 
     sampler: name_of(SAMPLERS) = "tpe"  # type: ignore[valid-type]
-    seed: int | None = Field(None, ge=0, description="sampler seed (offset per worker when parallel)")
+    # Optuna's samplers seed numpy's RandomState, which takes 0 <= seed < 2**32
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="sampler seed (offset per worker when parallel)")
     params: dict[str, Param] = Field(min_length=1)
     n_trials: int | None = Field(None, ge=1, description="trials in the whole study, over all workers")
     timeout: float | None = Field(None, gt=0, description="seconds each worker keeps starting trials")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeper.runs import process
 from sweeper.schema.spec import Cell, Spec
 from sweeper.vocab import Attr
 
@@ -92,13 +93,16 @@ def snapshot(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str]) -
     states = {
         cid: "done" if cid in done else show.get(s := _state_without_run(grouped.get(cid, [])), s) for cid in names
     }
+    for cid, state in states.items():  # a dead worker's trial stays RUNNING until its heartbeat times out:
+        if state == "running" and all(_died_here(t) for t in grouped[cid] if t.state.name == "RUNNING"):
+            states[cid] = "left"  # interrupted, so the next worker trains it (and counts it)
     snap = Snapshot(states, names, {cid: ts[-1].number for cid, ts in grouped.items()})
     if spec.search is not None:
         budget = spec.search.budget()
         snap.extra_left = None if budget is None else max(0, budget - len(names))
     for cid, ts in grouped.items():
         for t in ts:
-            if t.state.name == "RUNNING" and cid in names:
+            if t.state.name == "RUNNING" and cid in names and states[cid] == "running":
                 snap.active.append(
                     (
                         t.user_attrs.get(Attr.WORKER, "?"),
@@ -108,6 +112,11 @@ def snapshot(spec: Spec, cells: list[Cell], trials: list[Any], done: set[str]) -
                     )
                 )
     return snap
+
+
+def _died_here(trial: Any) -> bool:
+    """Whether a trial's worker was a process of this machine that is gone (killed, crashed)."""
+    return process.died_here(str(trial.user_attrs.get(Attr.WORKER, "")))
 
 
 def to_enqueue(

@@ -7,6 +7,7 @@ FINISHED run is never trained again, whatever the study says.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sweeper.errors import Pruned
 from sweeper.runs import cellrun, process, tracking
+from sweeper.runs.faults import StoreUnavailable
 from sweeper.schema.spec import Cell, trial_cell
 from sweeper.secrets import mask_uri
 from sweeper.sweep import ledger, seeds
@@ -158,8 +160,9 @@ def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: 
     def run_trial(trial: optuna.Trial) -> float | list[float]:
         try:
             return train_cell(trial)
-        except KeyboardInterrupt:
-            trial.set_user_attr(Attr.INTERRUPTED, True)  # the next run resumes it, no --retry-failed needed
+        except (KeyboardInterrupt, StoreUnavailable):
+            with contextlib.suppress(Exception):  # a full disk may refuse this too: the trial then goes stale
+                trial.set_user_attr(Attr.INTERRUPTED, True)  # the next run resumes it, no --retry-failed needed
             raise
 
     return run_trial

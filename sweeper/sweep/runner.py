@@ -26,6 +26,7 @@ from sweeper.analysis.filters import cell_images
 from sweeper.catalogue import NORMALIZATIONS
 from sweeper.errors import Pruned, warn
 from sweeper.runs import cellrun, checkpoints, tracking
+from sweeper.runs.faults import StoreUnavailable
 from sweeper.schema import plugins, usercode
 from sweeper.schema.spec import Cell, Spec
 from sweeper.training import memory
@@ -93,10 +94,14 @@ def run_cell(
         progress.remove_task(task)
         progress.console.print(f"[yellow]{name} pruned: {exc}[/]")
         return CellOutcome(name, run_id, ok=False, pruned=True, error=str(exc))
+    except StoreUnavailable:  # the store's disk is full or read-only: the sweep stops, the cell resumes later
+        progress.remove_task(task)
+        raise
     except Exception as exc:  # noqa: BLE001 - the run is marked FAILED with the error; the sweep goes on
         progress.remove_task(task)
-        progress.console.print(f"[red]{name} failed: {type(exc).__name__}: {exc}[/]")
-        return CellOutcome(name, run_id, ok=False, error=f"{type(exc).__name__}: {exc}")
+        error = plugins.raised_in_user_code(exc)  # with the file:line when the user's code raised it
+        progress.console.print(f"[red]{name} failed: {error}[/]")
+        return CellOutcome(name, run_id, ok=False, error=error)
     progress.remove_task(task)
     s = result.summary
     val = (

@@ -4,6 +4,7 @@ sampler and pruner, and `open_sweep`, which ties a spec to its MLflow experiment
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -17,7 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from sweeper.errors import UserError
-from sweeper.runs import tracking
+from sweeper.locks import locked
+from sweeper.runs import owner, tracking
 from sweeper.schema.spec import Cell, Spec, expand, load_spec
 from sweeper.secrets import mask_uri
 from sweeper.settings import CONNECT_TIMEOUT, get_settings
@@ -67,15 +69,21 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT) -> optuna.storages.RDBSto
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}} if sqlite else {"pool_pre_ping": True}
     if url.startswith("postgresql"):  # a down server fails in seconds, not after the OS's TCP timeout
         kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-    for attempt in range(3):  # workers starting together race to create the tables; the loser retries
+    # A new sqlite file's tables are created by one process at a time (a lock on its folder); other
+    # databases race, and the loser retries.
+    folder = Path(url.split(":///", 1)[1]).parent if url.startswith("sqlite:///") else None
+    for attempt in range(3):
         try:
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=3 * heartbeat,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            )
+            with locked(folder) if folder and folder.is_dir() else contextlib.nullcontext():
+                storage = optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=3 * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRY
+                    ),
+                )
             break
         except Exception as exc:  # noqa: BLE001 - bad URL, missing driver, unreachable server: all the user's to fix
             unreachable = isinstance(exc, OperationalError) and "connection" in str(exc).lower()
@@ -144,8 +152,12 @@ def open_sweep(
     tracking.check_store(uri)  # a bad or unreachable store, then a bad storage, fail before either is written
     rdb = open_storage(storage_url(storage, uri), heartbeat)
     store = tracking.open_store(uri)
+    exp_id = tracking.experiment_id(store, spec.name)
+    assert exp_id is not None  # created when missing
+    owner.claim(store, exp_id, spec.name, spec_path)  # another spec of this name: refused before its study opens
     search = spec.search
-    seed = None if search is None or search.seed is None else search.seed + seed_offset
+    # numpy's RandomState under the samplers takes seeds below 2**32; a worker's offset may be its pid
+    seed = None if search is None or search.seed is None else (search.seed + seed_offset) % 2**32
     directions: list[Any] = [o.direction for o in search.objectives()] if search else ["maximize"]
     study = optuna.create_study(
         storage=rdb,
@@ -155,8 +167,6 @@ def open_sweep(
         pruner=_pruner(spec),
         load_if_exists=True,
     )
-    exp_id = tracking.experiment_id(store, spec.name)
-    assert exp_id is not None  # created when missing
     return Sweep(spec, spec_path, profile, store, exp_id, study, cells)
 
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from sweeper.errors import UserError
 from sweeper.runs import db as runs_db
+from sweeper.runs import process
 from sweeper.schema.spec import Cell, Spec, load_spec, parse_spec, trial_group
 from sweeper.secrets import mask_uri
 from sweeper.settings import get_settings
@@ -112,6 +113,8 @@ def run_state(run: Any) -> str:
     if status == "KILLED":
         pruned = tags.get(Tag.STATE) == "pruned" or Tag.PRUNED in tags
         return "pruned" if pruned else "interrupted"
+    if status == "RUNNING" and process.died_here(tags.get(Tag.WORKER, "")):
+        return "interrupted"  # its process here died (kill -9, its store went away): as `status` counts it
     return {"FINISHED": "finished", "FAILED": "failed"}.get(status, "running")
 
 

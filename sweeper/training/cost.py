@@ -20,18 +20,21 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sweeper.catalogue import AUGMENTS
+from sweeper.errors import UserError
 from sweeper.models import count_params
-from sweeper.schema.config import TrainConfig
+from sweeper.schema import plugins
+from sweeper.schema.config import CIFAR_TRAIN_IMAGES, TrainConfig
 from sweeper.schema.spec import Spec, expand, trial_cell
 from sweeper.training.precision import cpu_has_bf16
+from sweeper.training.splits import CLASSES
 from sweeper.training.train import build_model
 from sweeper.vocab import profile_tag
 
-CIFAR_TRAIN_IMAGES = 50_000  # validation is held out of these
 CIFAR_TEST_IMAGES = 10_000
 # Ordinary eager PyTorch CIFAR training in bf16 on one A100/H100-class GPU sustains roughly
 # 20-40 TFLOP/s on these networks (ResNet-18 at ~6k images/s); DenseNets run below it.
 GPU_TFLOPS = 25.0
+NUM_CLASSES = len(CLASSES)  # what build_model passes a network as num_classes
 # Measured on the 2-core AVX-512 CPU this was written on, idle, bf16 autocast, channels_last:
 # ~580 GFLOP/s for the Table 2 ResNet (313 images/s), ~530 for fast_net, ~190 for the small
 # baseline CNN (benchmarks/throughput.py); DenseNets, memory-bound, run below it. A middle value:
@@ -168,11 +171,27 @@ def _model_cost(model_json: str, activation: str) -> ModelCost:
 
     # the network depends on the model block and the activation only; the rest is a placeholder
     config = TrainConfig.model_validate({"model": json.loads(model_json), "activation": activation, "epochs": 1})
-    with torch.device("meta"):
-        model = build_model(config)
-    model.eval()  # BatchNorm1d refuses a training batch of one image; the FLOPs are the same
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.empty(1, 3, 32, 32, device="meta"))
+    what = f"model {config.model.name} with activation {activation}"
+    try:
+        with torch.device("meta"):
+            model = build_model(config)
+        model.eval()  # BatchNorm1d refuses a training batch of one image; the FLOPs are the same
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            out = model(torch.empty(1, 3, 32, 32, device="meta"))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything: a spec error that says where
+        raise UserError(
+            f"{what}: building it and passing one 3x32x32 image through it (shapes only, on torch's meta device) "
+            f"failed: {plugins.raised_in_user_code(exc)}. Fix that code; no cell trained."
+        ) from None
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape != (1, NUM_CLASSES):
+        got = f"shape {list(shape)}" if shape is not None else f"a {type(out).__name__}"
+        raise UserError(
+            f"{what}: for a batch of one 3x32x32 image it returns {got}, but training needs logits of shape "
+            f"[1, {NUM_CLASSES}] (one per CIFAR-10 class; a model that takes `num_classes` is given 10)."
+        )
     layers = sum(1 for m in model.modules() if not any(m.children()))
     return ModelCost(config.model.name, count_params(model), counter.get_total_flops(), layers)
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torchvision import datasets
 
-from sweeper.errors import DatasetMissing, UserError
+from sweeper.errors import DatasetMissing, UserError, warn
+from sweeper.locks import locked
 from sweeper.schema.spec import Cell
 from sweeper.settings import get_settings
 from sweeper.training.sources import read_source
@@ -38,24 +39,51 @@ def _missing_message(data_dir: Path) -> str:
 
 
 def _write_cache(cache: Path, train: Split, test: Split, source: str) -> None:
-    """Write to a temp file in the same folder and rename, so a crash never leaves a half-written cache."""
+    """Write to a temp file in the same folder and rename, so a crash never leaves a half-written cache;
+    under a lock on the folder, so the temp files of a killed `prepare` can be removed first."""
     cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.", suffix=".tmp")
+    with locked(cache.parent):
+        for stale in cache.parent.glob(f".{cache.name}.*.tmp"):  # no live writer: we hold the lock
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                # uncompressed: loading is then a plain read, about a second for 60k images
+                np.savez(
+                    f, version=np.array(_CACHE_VERSION), source=np.array(source), digest=np.array(digest(train, test)),
+                    train_images=train.images.numpy(), train_labels=train.labels.numpy(),
+                    test_images=test.images.numpy(), test_labels=test.labels.numpy(),
+                )  # fmt: skip
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
+            os.replace(tmp, cache)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def cache_problem(cache: Path) -> str | None:
+    """What is wrong with an existing cache file (truncated, corrupt, inconsistent), or None when it is sound.
+
+    Reads every array: the zip format checks each member's CRC-32 once it is read to its end, and a cache
+    written since the digest was stored is held against it too. About a second for the full set.
+    """
     try:
-        with os.fdopen(fd, "wb") as f:
-            # uncompressed: loading is then a plain read, about a second for 60k images
-            np.savez(
-                f, version=np.array(_CACHE_VERSION), source=np.array(source),
-                train_images=train.images.numpy(), train_labels=train.labels.numpy(),
-                test_images=test.images.numpy(), test_labels=test.labels.numpy(),
-            )  # fmt: skip
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-        os.replace(tmp, cache)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with np.load(cache) as archive:
+            if int(archive["version"]) != _CACHE_VERSION:
+                return f"cache format {int(archive['version'])}, expected {_CACHE_VERSION}"
+            arrays = {key: archive[key] for key in archive.files}
+        train = as_split(arrays["train_images"], arrays["train_labels"])
+        test = as_split(arrays["test_images"], arrays["test_labels"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        return f"{type(e).__name__}: {e}"
+    for name, split in (("train", train), ("test", test)):
+        if split.images.shape[1:] != (3, 32, 32) or len(split.images) != len(split.labels):
+            return f"its {name} images have shape {tuple(split.images.shape)} for {len(split.labels)} labels"
+    if "digest" in arrays and str(arrays["digest"]) != digest(train, test):
+        return "its images do not match the digest stored with them"
+    return None
 
 
 def prepare(
@@ -66,7 +94,15 @@ def prepare(
     data_dir = Path(data_dir).expanduser()
     cache = data_dir / CACHE_NAME
     if cache.is_file() and not force:
-        return cache
+        problem = cache_problem(cache)
+        if problem is None:
+            return cache
+        if source is None and not download:
+            raise UserError(
+                f"the CIFAR-10 cache {cache} is damaged ({problem}); rebuild it with "
+                "`sweeper data prepare --from PATH` (or `--download`), which replaces it."
+            )
+        warn(f"the CIFAR-10 cache {cache} is damaged ({problem}); rebuilding it")
     _check_writable(data_dir)  # before minutes of reading, and before a download lands there
     if source is not None:
         train, test, description = read_source(source, progress=progress)

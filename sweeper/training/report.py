@@ -3,6 +3,8 @@ parameter count, and each profile's cost; the commands only print these lines.""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +26,27 @@ from sweeper.training.cost import (
 
 
 def validation_lines(path: Path, spec: Spec) -> list[str]:
-    """A valid spec as `validate` prints it: its shape, the base config and each row's changes from it."""
+    """A valid spec as `validate` prints it: its shape, the base config and each row's changes from it;
+    a network that fails on one image (meta device), or returns no 10 logits, is a UserError naming the spec."""
+    with _naming(path):
+        return _validation_lines(path, spec)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Prefix a UserError raised by the cost model (it runs the user's network) with the spec's path."""
+    try:
+        yield
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def _validation_lines(path: Path, spec: Spec) -> list[str]:
     profiles = ", ".join(spec.profiles) or "none"
     if spec.search is not None:
         s = spec.search
         budget = f"{s.budget() or 'unbounded'} trials" + (f", {s.timeout:g} s per worker" if s.timeout else "")
+        row_models(spec)  # each network at the space's edges, run once on the meta device
         return [
             f"ok {path}: {spec.name}, {s.sampler} search over {', '.join(s.params)}: {budget}, pruner "
             f"{s.pruner.name}, {', '.join(f'{o.direction} {o.metric}' for o in s.objectives())}; profiles: {profiles}"
@@ -59,8 +77,9 @@ class SpecSummary:
 def summarize(path: str | Path) -> SpecSummary:
     """Load a spec and cost every profile of it."""
     spec = load_spec(path)
-    models = tuple(dict.fromkeys(cost for _, cost in row_models(spec)))
-    costs = tuple(sweep_cost(spec, profile) for profile in [None, *spec.profiles])
+    with _naming(Path(path)):
+        models = tuple(dict.fromkeys(cost for _, cost in row_models(spec)))
+        costs = tuple(sweep_cost(spec, profile) for profile in [None, *spec.profiles])
     return SpecSummary(Path(path), spec, models, costs)
 
 

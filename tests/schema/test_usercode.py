@@ -3,6 +3,7 @@ worker processes, logged with its source and digest, and the worked example end 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -13,8 +14,10 @@ import pytest
 import yaml
 from conftest import TINY_SPEC
 from mlflow import MlflowClient
+from rich.console import Console
 from typer.testing import CliRunner
 
+from sweeper import sweep
 from sweeper.cli import app
 from sweeper.errors import UserError
 from sweeper.schema.spec import expand, load_spec
@@ -129,6 +132,22 @@ def test_a_worker_process_finds_the_file_and_logs_it(tmp_path, data_dir):
     digest = runs[0].data.tags["sweeper.code.model"].rpartition("@")[2]
     assert runs[0].data.tags["sweeper.code.model"] == f"nets.py:Net@{digest}" and len(digest) == 12
     assert [a.path for a in client.list_artifacts(runs[0].info.run_id, "code")] == ["code/nets.py"]
+
+
+def test_a_crash_in_the_users_code_fails_the_cell_with_its_line(tmp_path, store_uri, synthetic_data):
+    code = NETS + "\n\ndef exploding(logits, target):\n    raise ValueError('exploded')  # the user's bug\n"
+    path = spec_with(tmp_path, {"nets.py": code}, loss={"name": "nets.py:exploding"}, epochs=1)
+    out = io.StringIO()
+    report = sweep.run(
+        path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=Console(file=out, width=400)
+    )
+    assert len(report.failed) == 2
+    line = next(i for i, text in enumerate(code.splitlines(), 1) if "the user's bug" in text)
+    where = f"ValueError: exploded at {tmp_path / 'nets.py'}:{line}"
+    assert where in out.getvalue()
+    client = MlflowClient(store_uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`sweeper.role` = 'cell'")
+    assert [r.data.tags["sweeper.error"] for r in runs] == [where, where]
 
 
 def test_the_worked_example_runs_end_to_end(tmp_path, data_dir):

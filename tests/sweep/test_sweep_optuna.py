@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import copy
+import io
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from conftest import DIVERGES, TINY_SPEC
 from mlflow import MlflowClient
 from rich.console import Console
@@ -16,6 +21,7 @@ from sweeper import sweep
 from sweeper.cli import app
 from sweeper.errors import UserError
 from sweeper.schema.spec import load_spec, trial_cell
+from sweeper.sweep.loop import plan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -183,3 +189,54 @@ def test_bad_storage_url_is_a_user_error(write_spec, store_uri, data_dir):
     assert "cannot open the sweep storage" in result.output and "secret" not in result.output
     result = CliRunner().invoke(app, ["run", str(path), "--tracking-uri", store_uri, "--devices", "0,x"])
     assert result.exit_code == 2 and "--devices '0,x'" in result.output
+
+
+def test_a_dead_workers_cell_counts_as_one_to_train(write_spec, store_uri, synthetic_data):
+    # A worker killed mid-cell leaves its trial RUNNING until its heartbeat goes stale (3 heartbeats):
+    # a run started before then must still count that cell as one to train, and show it in its bar.
+    path = write_spec(rows=[{"label": "ReLU", "activation": "relu", "epochs": 1}])
+    sw = sweep.open_sweep(path, tracking_uri=store_uri, heartbeat=3)
+    plan(sw)
+    trial = sw.study.ask()  # the enqueued cell, claimed by a worker that is then killed
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial.set_user_attr("sweeper.worker", f"{platform.node()}:{dead.pid}")
+    sw.study._storage.record_heartbeat(trial._trial_id)
+    out = io.StringIO()
+    report = sweep.run(
+        path,
+        tracking_uri=store_uri,
+        device="cpu",
+        data=synthetic_data,
+        heartbeat=3,
+        console=Console(file=out, width=200),
+    )
+    assert report.finished == ["ReLU seed=0"]
+    assert "tiny: 1 cells to train" in out.getvalue() and "1/1" in out.getvalue(), out.getvalue()
+
+
+def test_a_second_spec_with_the_same_name_is_refused_until_renamed(tmp_path, store_uri, data_dir, capsys):
+    def spec_at(folder: str, rows: list) -> Path:
+        path = tmp_path / folder / "spec.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(yaml.safe_dump({**TINY_SPEC, "rows": rows}, sort_keys=False))
+        return path
+
+    first = spec_at("a", TINY_SPEC["rows"])
+    sweep.open_sweep(first, tracking_uri=store_uri)
+    other = spec_at("b", [{"label": "ELU", "activation": "elu"}])
+    result = CliRunner().invoke(app, ["run", str(other), "--tracking-uri", store_uri, "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert str(first) in result.output and "its own `name:`" in result.output
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'store' / 'optuna.db'}")] == [
+        "tiny/default"
+    ]
+    first.write_text(first.read_text().replace("GELU", "SiLU").replace("gelu", "silu"))  # edited in place: its own
+    sweep.open_sweep(first, tracking_uri=store_uri)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "spec.yaml").write_text(first.read_text())  # the same text elsewhere (a worker's checkout)
+    sweep.open_sweep(tmp_path / "copy" / "spec.yaml", tracking_uri=store_uri)
+    first.unlink()
+    (tmp_path / "copy" / "spec.yaml").unlink()
+    sweep.open_sweep(other, tracking_uri=store_uri)  # the old file is gone (moved): the experiment follows
+    assert "now belongs to" in capsys.readouterr().err

@@ -117,6 +117,32 @@ def test_prepared_cache_is_reused(image_tree: Path, tmp_path: Path) -> None:
     assert cache.stat().st_mtime_ns == stamp - 10**9
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte"])
+def test_a_damaged_cache_is_found_and_rebuilt(image_tree: Path, tmp_path: Path, damage: str, capsys) -> None:
+    cache = prepare(tmp_path / "cache", image_tree, progress=False)
+    good = cache.read_bytes()
+    if damage == "truncated":
+        cache.write_bytes(good[: len(good) // 2])
+    else:  # one pixel in the middle of the train images: only the CRC-32s and the digest can tell
+        at = good.index(b"train_images.npy") + len(good) // 4
+        cache.write_bytes(good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1 :])
+    with pytest.raises(UserError, match="is damaged.*sweeper data prepare --from PATH"):
+        prepare(tmp_path / "cache")  # no source to rebuild from: say so, leave the file
+    assert prepare(tmp_path / "cache", image_tree, progress=False) == cache
+    assert "is damaged" in capsys.readouterr().err
+    assert data.cache_problem(cache) is None
+    check_tree_splits(*load_cached(cache.parent))
+
+
+def test_a_killed_prepare_leaves_no_temp_file_behind_the_next(image_tree: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    stale = folder / f".{data.CACHE_NAME}.abc123.tmp"  # what mkstemp named the file of a prepare killed mid-write
+    stale.write_bytes(b"half a cache")
+    prepare(folder, image_tree, progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == [data.CACHE_NAME]
+
+
 def test_missing_dataset_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(DatasetMissing, match="sweeper data prepare --from PATH") as info:
         load_cached(tmp_path / "nowhere")
