@@ -193,7 +193,9 @@ def _start(
         resumes = int(tracking.mark_running(store, run_id).get(Tag.RESUMES, "0")) + 1
         log = CellLogger(store, run_id, resume=state, logged=tracking.logged_steps(store, run_id, "train_loss"))
         try:
-            log.set_tags({**ours, Tag.RESUMES: str(resumes), Tag.RESUMED_FROM_EPOCH: str(state["epoch"])})
+            # The sweep that resumes it owns it now: a run killed under one profile finishes under another.
+            owner = {Tag.PARENT_RUN: parent_id, Tag.PROFILE: profile_tag(profile)}
+            log.set_tags({**ours, **owner, Tag.RESUMES: str(resumes), Tag.RESUMED_FROM_EPOCH: str(state["epoch"])})
             log.relog(state["history"])
         except BaseException:
             log.close()  # its writer and system-metrics threads must not outlive a resume that failed
