@@ -8,7 +8,7 @@ SWEEPER := $(BIN)/sweeper
 CIFAR_SRC ?= ../shared/datasets/cifar-10-python.tar.gz
 DATA_DIR ?= data
 
-.PHONY: venv demo test lint data clean
+.PHONY: venv demo test test-fast lint data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: data
 # starts its own PostgreSQL and MLflow server. `pytest -n0 tests/...` runs one file serially.
 test: venv
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
+
+# The in-process tier alone (tests/conftest.py marks each test unit, store, train or server): under a minute.
+test-fast:
+	$(BIN)/python -m pytest -q -m unit
 
 # Style (ruff lint + format), types (mypy) and the architecture (import-linter contracts in pyproject.toml).
 lint: venv

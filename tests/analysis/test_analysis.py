@@ -236,7 +236,7 @@ def test_first_layer_filters_and_feature_maps():
     assert len(feature_maps_figure(maps, image.numpy()).data) == 65
 
 
-@pytest.mark.slow
+@pytest.mark.train
 def test_quick_bn_spec_end_to_end(tmp_path, store_uri, synthetic_data, data_dir):
     from sweeper import sweep
     from sweeper.analysis.study import bn_study, load_sweep

@@ -16,6 +16,8 @@ from sweeper import sweep
 from sweeper.schema.spec import expand, load_spec
 from sweeper.sweep.launchers import launcher
 
+pytestmark = pytest.mark.server  # worker processes, and a real PostgreSQL
+
 # --- tests ----------------------------------------------------------------------------------
 
 
