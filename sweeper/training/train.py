@@ -18,7 +18,7 @@ import copy
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -337,7 +337,7 @@ class Training:
         with numerics(self.precision, self.device, self.cfg.deterministic):
             return finish(self.cfg, self.data, self._parts, self._progress, self.device, self.precision)
 
-    def _run(self) -> Iterator[Epoch]:
+    def _run(self) -> Generator[Epoch, None, None]:
         with numerics(self.precision, self.device, self.cfg.deterministic):
             yield from _epochs(self)
 
