@@ -33,8 +33,7 @@ from sweeper.training.data import CifarData
 from sweeper.training.device import cpu_model
 from sweeper.training.precision import resolve_for, tf32_enabled
 from sweeper.training.probes import make_step_hook
-from sweeper.training.state import LoopState
-from sweeper.training.train import OnStep, TrainResult, build_model, train
+from sweeper.training.train import OnStep, Training, TrainResult, build_model
 from sweeper.vocab import Tag
 
 
@@ -156,19 +155,20 @@ def _train_logged(
         progress.update(task, completed=log.resume["epoch"])
         progress.console.print(f"{name}: resuming run {log.run_id} after epoch {log.resume['epoch']}")
     config = cell.config.model_dump(mode="json")
-
-    def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], LoopState]) -> None:
-        state = checkpoints.snapshot(training_state.checkpoint(checkpoint(), cell.id, config))
-        if device.type == "mps":  # MPS is not safe to drive from a second thread: copy to the host here
-            state = checkpoints.to_cpu(state)
-        log.log_epoch(metrics, state, best=state["best"]["epoch"] == metrics["epoch"])
-        progress.update(task, completed=metrics["epoch"], description=f"  {name} val_acc {metrics['val_acc']:.3f}")
-        if on_epoch_hook is not None:
-            on_epoch_hook(metrics)
-
     if on_step is None and cell.config.probe is not None:  # probes cost a sync per step: only when asked for
         on_step = make_step_hook(cell.config, log.log_step)
-    result = train(cell.config, data, device=device, on_epoch=on_epoch, on_step=on_step, resume=log.resume)
+    with Training(cell.config, data, device=device, on_step=on_step, resume=log.resume) as training:
+        for epoch in training:  # each epoch: checkpoint, then metrics (queued in that order), then the hook
+            state = checkpoints.snapshot(training_state.checkpoint(epoch.state(), cell.id, config))
+            if device.type == "mps":  # MPS is not safe to drive from a second thread: copy to the host here
+                state = checkpoints.to_cpu(state)
+            log.log_epoch(epoch.metrics, state, best=epoch.best)
+            progress.update(
+                task, completed=epoch.number, description=f"  {name} val_acc {epoch.metrics['val_acc']:.3f}"
+            )
+            if on_epoch_hook is not None:
+                on_epoch_hook(epoch.metrics)
+        result = training.finish()
     log.flush()
     return result
 
