@@ -80,7 +80,7 @@ def log_known(uri: str, path: Path, known: dict, data: dict[str, tuple[str, str]
         acc = known[cell.label][cell.seed]
         if acc is None:
             continue
-        with cellrun.cell_run(store, exp, parent, cell, spec, None) as log:
+        with cellrun.cell_run(cellrun.SweepRecord(store, exp, parent, spec, None), cell) as log:
             name, size = (data or {}).get(cell.label, ("CIFAR-10", "45000"))
             log.set_tags({Tag.DATASET: name, Tag.DATASET_DIGEST: "d1g35t", Tag.TRAIN_SIZE: size})
             log.log_summary({"test_acc": acc, "final_train_loss": 0.16})
