@@ -198,7 +198,7 @@ TIERS = ("unit", "store", "train", "server")
 _IMPLIED = (
     ("server", {"mlflow_server", "postgres_server", "postgres_url", "blackhole"}),
     ("train", {"data_dir", "synthetic_data"}),
-    ("store", {"store_uri"}),
+    ("store", {"store_uri", "known", "pristine", "shared_store"}),  # the last three: module-wide sqlite stores
 )
 
 
