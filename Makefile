@@ -20,7 +20,7 @@ SWEEPER := $(BIN)/sweeper
 CIFAR_SRC ?= ../shared/datasets/cifar-10-python.tar.gz
 DATA_DIR ?= data
 
-.PHONY: venv demo test lint data clean lock wheelhouse
+.PHONY: venv demo test test-fast lint data clean lock wheelhouse
 
 $(BIN)/.installed: pyproject.toml $(LOCK)
 	@echo "Setting up $(VENV) (pinned by $(LOCK); a few minutes the first time)..."
@@ -59,6 +59,10 @@ demo: data
 # starts its own PostgreSQL and MLflow server. `pytest -n0 tests/...` runs one file serially.
 test: venv
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal
+
+# The in-process tier alone (tests/conftest.py marks each test unit, store, train or server).
+test-fast: venv
+	$(BIN)/python -m pytest -q -m unit
 
 # requirements.lock, re-resolved from pyproject.toml's ranges in a throwaway venv; commit the result.
 lock:

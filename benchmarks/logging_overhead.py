@@ -1,6 +1,6 @@
 """Per-epoch logging cost against the local store and against a real MLflow server, side by side.
 
-What sweeper does at the end of every epoch (runner.on_epoch -> cellrun.CellLogger.log_epoch):
+What sweeper does at the end of every epoch (runner.train_cell's epoch loop -> cellrun.CellLogger.log_epoch):
 on the training thread, snapshot the resumable state (model, optimizer, scheduler, RNG, history,
 best weights) and queue it; on the background worker, write the checkpoint atomically, upload it
 (and best.pt when the epoch is the best), then log the epoch's metrics in one batched request.
@@ -8,7 +8,7 @@ best weights) and queue it; on the background worker, write the checkpoint atomi
 Compared with a measured epoch of the quick activations model (experiments/activations.yaml,
 profile quick, its first row) trained here, and reported per store as medians over the rounds:
 
-  blocking  time the training thread spends in on_epoch: the overhead training pays; wall
+  blocking  time the training thread spends logging an epoch: the overhead training pays; wall
             clock, and CPU time of the process (a fairer measure on a shared machine)
   shipped   time until the epoch is stored (checkpoint + metrics), overlapping the next epoch
   metrics   one synchronous batched metrics request alone

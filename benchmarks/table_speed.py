@@ -160,7 +160,7 @@ def measure(n: int, folder: Path) -> tuple[float, dict[str, tuple[float, float]]
         return lambda: (reader(name), fn())
 
     def query(runs: table_runs.Runs) -> list:
-        return table_runs.cell_runs(runs, runs.experiment_id("bench"), None)
+        return table_runs.cell_runs(runs, runs.experiment_id("bench"))
 
     fns = {}
     for name in READERS:

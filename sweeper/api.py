@@ -154,15 +154,22 @@ def cell_runs(spec: str | Path, profile: str | None = None, *, tracking_uri: str
     times, then params.*, metrics.* (last values) and tags.* columns, as mlflow.search_runs names them."""
     import pandas as pd
 
+    from sweeper.schema.spec import expand
     from sweeper.tables.runs import cell_runs as runs_of
     from sweeper.tables.runs import read_runs, resolve, run_state
-    from sweeper.vocab import Tag
+    from sweeper.vocab import Tag, profile_tag
 
     uri = find_store(spec, tracking_uri)
 
     def read(store: Any) -> list[dict[str, Any]]:
         sweep, chosen, _ = resolve(str(spec), store, profile)
-        found = runs_of(store, store.experiment_id(sweep.name), chosen)
+        # the profile's cells, whichever profile trained them (a cell is its config), and its own search trials
+        ids = {c.id for c in expand(sweep, chosen)}
+        found = [
+            r
+            for r in runs_of(store, store.experiment_id(sweep.name))
+            if r.data.tags.get(Tag.CELL) in ids or r.data.tags.get(Tag.PROFILE) == profile_tag(chosen)
+        ]
         return [
             {
                 "run_id": r.info.run_id,

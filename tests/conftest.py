@@ -207,3 +207,25 @@ def postgres_url(postgres_server, request):
     name = "sweeps_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
     subprocess.run([*psql, "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
     return f"{url}/{name}"
+
+
+# --- test tiers (markers in pyproject.toml; `make test-fast` runs `-m unit`) ----------------------
+# A test's tier is the heaviest of its own mark and what its fixtures imply: a server or a database
+# server (server), data that a sweep trains on (train), a tracking store (store), else in-process (unit).
+TIERS = ("unit", "store", "train", "server")
+_IMPLIED = (
+    ("server", {"mlflow_server", "postgres_server", "postgres_url", "blackhole"}),
+    ("train", {"data_dir", "synthetic_data"}),
+    ("store", {"store_uri", "known", "pristine", "shared_store"}),  # the last three: module-wide sqlite stores
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every test exactly one tier mark, so that `-m unit` (or store, train, server) selects a tier."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        marked = [m.name for m in item.iter_markers() if m.name in TIERS]
+        implied = [tier for tier, names in _IMPLIED if fixtures & names]
+        tier = max([*marked, *implied, "unit"], key=TIERS.index)
+        item.own_markers = [m for m in item.own_markers if m.name not in TIERS]
+        item.add_marker(tier)

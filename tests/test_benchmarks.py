@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from sweeper.catalogue import AUGMENTS
+
+pytestmark = pytest.mark.server  # each benchmark script in its own process
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -13,7 +13,7 @@ from sweeper.analysis.curves import band
 from sweeper.analysis.figures import band_overlay_figure, loss_band_figure
 from sweeper.errors import UserError
 from sweeper.plots import save_any
-from sweeper.runs import tracking
+from sweeper.runs import cells, tracking
 from sweeper.schema.spec import Cell, Spec, expand
 from sweeper.secrets import mask_uri
 from sweeper.settings import get_settings
@@ -41,13 +41,10 @@ def load_sweep(name: str, profile: str | None, tracking_uri: str | None, include
     exp_id = tracking.experiment_id(store, spec.name, create=False)
     tag = profile_tag(profile)
     parents = [r for r in tracking.sweep_runs(store, exp_id) if r.data.tags.get(Tag.PROFILE) == tag] if exp_id else []
-    done = tracking.finished_cells(store, exp_id) if exp_id else {}
-    if include_failed and exp_id:
-        # a run that diverged still logged its per-step curve up to the divergence: it is the band's edge
-        for run in tracking.cell_runs(store, exp_id):
-            if run.info.status == "FAILED":
-                done.setdefault(run.data.tags.get(Tag.CELL, ""), run)
-    runs = [(cell, done[cell.id]) for cell in expand(spec, profile) if cell.id in done]
+    # a run that diverged still logged its per-step curve up to the divergence: it is the band's edge
+    wanted = {"finished", "failed"} if include_failed else {"finished"}
+    picks = cells.pick_runs(expand(spec, profile), tracking.cell_runs(store, exp_id)) if exp_id else []
+    runs = [(p.cell, p.run) for p in picks if p.state in wanted]
     if not parents or not runs:
         raise UserError(
             f"sweep '{spec.name}' (profile {tag}) has no finished runs in {mask_uri(store.uri)}; "

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -177,16 +178,20 @@ def resumable_run(store: tracking.Store, exp_id: str, cell_id: str) -> tuple[str
     return None
 
 
-def _start(
-    store: tracking.Store,
-    exp_id: str,
-    parent_id: str,
-    cell: Cell,
-    spec: Spec,
-    profile: str | None,
-    extra_tags: dict[str, str],
-) -> CellLogger:
+@dataclass(frozen=True)
+class SweepRecord:
+    """Where a sweep's runs go, one value: the store, the experiment, the parent run, the spec and the profile."""
+
+    store: tracking.Store
+    exp_id: str
+    parent: str
+    spec: Spec
+    profile: str | None
+
+
+def _start(record: SweepRecord, cell: Cell, extra_tags: dict[str, str]) -> CellLogger:
     """Resume the cell's interrupted run in place, or create its run with params, tags and config."""
+    store, exp_id, parent_id, spec, profile = record.store, record.exp_id, record.parent, record.spec, record.profile
     ours = {Tag.WORKER: process.worker_id(), Tag.STATE: "running", **environment_tags(), **extra_tags}
     found = resumable_run(store, exp_id, cell.id)
     if found is not None:
@@ -194,7 +199,9 @@ def _start(
         resumes = int(tracking.mark_running(store, run_id).get(Tag.RESUMES, "0")) + 1
         log = CellLogger(store, run_id, resume=state, logged=tracking.logged_steps(store, run_id, "train_loss"))
         try:
-            log.set_tags({**ours, Tag.RESUMES: str(resumes), Tag.RESUMED_FROM_EPOCH: str(state["epoch"])})
+            # The sweep that resumes it owns it now: a run killed under one profile finishes under another.
+            owner = {Tag.PARENT_RUN: parent_id, Tag.PROFILE: profile_tag(profile)}
+            log.set_tags({**ours, **owner, Tag.RESUMES: str(resumes), Tag.RESUMED_FROM_EPOCH: str(state["epoch"])})
             log.relog(state["history"])
         except BaseException:
             log.close()  # its writer and system-metrics threads must not outlive a resume that failed
@@ -228,17 +235,9 @@ def _stop(log: CellLogger, status: str, tags: dict[str, str]) -> None:
 
 
 @contextmanager
-def cell_run(
-    store: tracking.Store,
-    exp_id: str,
-    parent_id: str,
-    cell: Cell,
-    spec: Spec,
-    profile: str | None,
-    extra_tags: dict[str, str] | None = None,
-) -> Iterator[CellLogger]:
+def cell_run(record: SweepRecord, cell: Cell, extra_tags: dict[str, str] | None = None) -> Iterator[CellLogger]:
     """The cell's child run, new or resumed: FINISHED, FAILED (error tag) or KILLED (Ctrl-C, pruned) at the end."""
-    log = _start(store, exp_id, parent_id, cell, spec, profile, extra_tags or {})
+    log = _start(record, cell, extra_tags or {})
     try:
         yield log
         log.close()
@@ -251,11 +250,11 @@ def cell_run(
         _stop(log, "KILLED", {Tag.STATE: "pruned", Tag.PRUNED: str(exc) or "true"})
         raise
     except Exception as exc:
-        stop = faults.diagnose(exc, store.artifact_root or Path.cwd())
+        stop = faults.diagnose(exc, record.store.artifact_root or Path.cwd())
         if stop is not None:  # the store's fault, not the cell's: interrupted, so the same command resumes it
             _stop(log, "KILLED", {Tag.STATE: "interrupted"})
             raise stop from exc
         _stop(log, "FAILED", {Tag.STATE: "failed", Tag.ERROR: plugins.raised_in_user_code(exc)[:5000]})
         raise
     log.set_tags({Tag.STATE: "finished"})
-    tracking.end_run(store, log.run_id, "FINISHED")
+    tracking.end_run(record.store, log.run_id, "FINISHED")

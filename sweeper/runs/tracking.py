@@ -24,7 +24,7 @@ import yaml
 
 from sweeper.errors import UserError
 from sweeper.locks import locked
-from sweeper.runs import faults
+from sweeper.runs import cells, faults
 from sweeper.schema.dotted import flatten
 from sweeper.schema.spec import Cell, Spec
 from sweeper.secrets import mask_uri
@@ -170,12 +170,8 @@ def experiment_id(store: Store, name: str, create: bool = True) -> str | None:
 
 
 def finished_cells(store: Store, exp_id: str) -> dict[str, Any]:
-    """cell id -> its newest FINISHED child run, in one query for the whole experiment."""
-    runs = search(store, exp_id, f"tags.`{Tag.ROLE}` = 'cell' and attributes.status = 'FINISHED'")
-    done: dict[str, Any] = {}
-    for run in runs:
-        done.setdefault(run.data.tags[Tag.CELL], run)
-    return done
+    """cell id -> the FINISHED run standing for it (cells.finished), of any profile, in one query for the experiment."""
+    return cells.finished(search(store, exp_id, f"tags.`{Tag.ROLE}` = 'cell' and attributes.status = 'FINISHED'"))
 
 
 def search(store: Store, exp_id: str, filter_string: str) -> list[Any]:

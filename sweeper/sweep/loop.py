@@ -1,4 +1,5 @@
-"""The worker loop: claim a cell from the study, train it in its MLflow run, repeat until none is left.
+"""The worker loop: claim a cell from the study, train it in its MLflow run, repeat until none is left;
+`worker` and `status`, the entry points that open a sweep for it.
 
 Rows and grids are enqueued as fixed trials (one per cell) that workers claim through the study's
 storage; a `search:` samples its trials. MLflow stays the record of what is finished: a cell with a
@@ -8,29 +9,30 @@ FINISHED run is never trained again, whatever the study says.
 from __future__ import annotations
 
 import contextlib
-import math
+import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sweeper.errors import Pruned
 from sweeper.runs import cellrun, process, tracking
 from sweeper.runs.faults import StoreUnavailable
-from sweeper.schema.spec import Cell, trial_cell
+from sweeper.schema.spec import Cell, Spec, trial_cell
 from sweeper.secrets import mask_uri
 from sweeper.sweep import ledger, seeds
 from sweeper.sweep.ledger import Snapshot, SweepReport
-from sweeper.sweep.runner import run_cell
-from sweeper.sweep.study import Sweep
+from sweeper.sweep.runner import CellFailed, Pruning, objective, train_cell
+from sweeper.sweep.study import HEARTBEAT, Sweep, open_sweep
 from sweeper.tables import summary
 from sweeper.training.data import DataCache, Split
 from sweeper.training.device import pick_device
 from sweeper.training.report import full_cost
-from sweeper.vocab import Attr, Tag
+from sweeper.vocab import Attr
 
 # Heartbeats, constant_liar and the retry callback are marked experimental; they are what we want.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -55,10 +57,6 @@ def plan(sw: Sweep, retry_failed: bool = False) -> None:
 
 
 # --- one worker -----------------------------------------------------------------------------
-
-
-class _CellFailed(Exception):
-    """The cell raised: its MLflow run is FAILED with the error, the trial FAIL with it."""
 
 
 class _Skip(Exception):
@@ -97,69 +95,32 @@ def _claim(sw: Sweep, trial: optuna.Trial) -> Cell:
     return cell
 
 
-def _objective(sw: Sweep, parent: str, device: Any, cache: DataCache, progress: Progress, worker: str):
-    """The trial function: claim a cell, train it (reporting each epoch to the pruner), return the metric."""
-    objective = sw.spec.search.primary() if sw.spec.search else None
-    metric, watch = (objective.metric, objective.epoch_metric()) if objective else ("best_val_acc", "val_acc")
-    targets = sw.spec.search.metrics() if sw.spec.search else [metric]  # several: a multi-objective study
-
-    def train_cell(trial: optuna.Trial) -> float | list[float]:
-        cell = _claim(sw, trial)
-        trial.set_user_attr(Attr.WORKER, worker)
-        group = seeds.group_of(sw.spec, sw.profile, cell, trial.params, trial.number)  # a search over seeds: >1
-        curves = seeds.Curves(group)
-        return seeds.objective([train_seed(trial, c, i, curves) for i, c in enumerate(group)])
+def _objective(sw: Sweep, record: cellrun.SweepRecord, device: Any, cache: DataCache, progress: Progress, worker: str):
+    """The trial function: claim a cell and train its trial group (one cell a seed; runner.train_cell), taking
+    from MLflow what it already has; the value is the seeds' mean, per objective."""
+    targets, watch = objective(sw.spec)
 
     def train_seed(trial: optuna.Trial, cell: Cell, index: int, curves: seeds.Curves) -> list[float]:
         finished = tracking.finished_cells(sw.store, sw.exp_id).get(cell.id)
-        if finished is not None:  # MLflow is the record: a finished cell is never trained again
-            if index == 0:
-                trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
-            lacking = [m for m in targets if m not in finished.data.metrics]
-            if lacking:
-                _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {', '.join(lacking)}")
-            curves.record(index, tracking.metric_history(sw.store, finished.info.run_id, watch))
-            return [finished.data.metrics[m] for m in targets]
-
-        def on_run(run_id: str) -> None:  # a retried trial carries its dead twin's attrs: this run replaces them
-            if index == 0:  # a trial's run is its first seed's
-                trial.set_user_attr(Attr.MLFLOW_RUN, run_id)
-
-        def on_epoch(metrics: dict[str, float]) -> None:
-            epoch, value = int(metrics["epoch"]), metrics.get(watch, math.nan)
-            trial.set_user_attr(Attr.EPOCH, epoch)
-            if math.isfinite(value) and len(targets) == 1:  # Optuna prunes single-objective studies only
-                step, shown = curves.step(index, epoch, value)
-                trial.report(shown, step)
-                if trial.should_prune():
-                    mean = f" (mean of {index + 1} seeds)" if index else ""
-                    raise Pruned(f"pruned at epoch {epoch}: {watch} {shown:.4f}{mean}")
-
-        outcome = run_cell(
-            cell,
-            sw.spec,
-            sw.profile,
-            sw.store,
-            sw.exp_id,
-            parent,
-            cache.for_cell(cell),
-            device,
-            progress,
-            on_run=on_run,
-            on_epoch_hook=on_epoch,
-            extra_tags={Tag.STUDY: sw.name, Tag.TRIAL: str(trial.number)},
-        )
-        if outcome.pruned:
-            raise optuna.TrialPruned(outcome.error)
-        if not outcome.ok:
-            trial.set_user_attr(Attr.ERROR, outcome.error)
-            raise _CellFailed(outcome.error)
-        assert outcome.summary is not None
-        return [outcome.summary[m] for m in targets]
+        if finished is None:
+            pruning = Pruning(watch, curves, index, enabled=len(targets) == 1)  # Optuna prunes one objective only
+            done = train_cell(record, cell, trial, cache.for_cell(cell), device, progress, pruning)
+            return [done[m] for m in targets]
+        if index == 0:  # a trial's run is its first seed's; MLflow is the record: never trained twice
+            trial.set_user_attr(Attr.MLFLOW_RUN, finished.info.run_id)
+        lacking = [m for m in targets if m not in finished.data.metrics]
+        if lacking:
+            _skip(trial, f"cell finished in MLflow run {finished.info.run_id} without {', '.join(lacking)}")
+        curves.record(index, tracking.metric_history(sw.store, finished.info.run_id, watch))
+        return [finished.data.metrics[m] for m in targets]
 
     def run_trial(trial: optuna.Trial) -> float | list[float]:
         try:
-            return train_cell(trial)
+            cell = _claim(sw, trial)
+            trial.set_user_attr(Attr.WORKER, worker)
+            group = seeds.group_of(sw.spec, sw.profile, cell, trial.params, trial.number)  # a search over seeds: >1
+            curves = seeds.Curves(group)
+            return seeds.objective([train_seed(trial, c, i, curves) for i, c in enumerate(group)])
         except (KeyboardInterrupt, StoreUnavailable):
             with contextlib.suppress(Exception):  # a full disk may refuse this too: the trial then goes stale
                 trial.set_user_attr(Attr.INTERRUPTED, True)  # the next run resumes it, no --retry-failed needed
@@ -203,6 +164,7 @@ def work(
     parent = tracking.sweep_run(
         sw.store, sw.exp_id, sw.spec, sw.profile, sw.path.read_text(), cellrun.environment_tags()
     )
+    record = cellrun.SweepRecord(sw.store, sw.exp_id, parent, sw.spec, sw.profile)
     console.print(
         f"{sw.spec.name}: {before.count('left')} cells to train on {torch_device} "
         f"({before.count('done')} done) -> {mask_uri(sw.store.uri)}, study {sw.name}"
@@ -216,10 +178,10 @@ def work(
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("cells", total=before.count("left") if before.extra_left is not None else None)
-            trial = _objective(sw, parent, torch_device, cache, progress, worker or process.worker_id())
+            trial = _objective(sw, record, torch_device, cache, progress, worker or process.worker_id())
             while (step := _next_step(sw, deadline)) != "stop":
                 if step == "train":
-                    sw.study.optimize(trial, n_trials=1, catch=(_CellFailed, _Skip))
+                    sw.study.optimize(trial, n_trials=1, catch=(CellFailed, _Skip))
                     summary.refresh(sw.path, sw.profile, sw.store.uri, lambda: full_cost(sw.spec))  # parent's table
                     progress.update(task, completed=before.count("left") - snapshot(sw).count("left"))
                 else:
@@ -242,3 +204,45 @@ def _probe(sw: Sweep) -> Cell:
     """A search's cell at the low edge of every range: enough to load its data before sampling."""
     assert sw.spec.search is not None
     return trial_cell(sw.spec, sw.profile, {k: p.bounds()[0] for k, p in sw.spec.search.params.items()})
+
+
+# --- the entry points a worker and `status` call -----------------------------------------------
+
+
+def worker(
+    spec_path: str | Path,
+    profile: str | None = None,
+    *,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    heartbeat: int = HEARTBEAT,
+    index: int | None = None,
+    console: Console | None = None,
+) -> SweepReport:
+    """One worker of a sweep (of `sweeper run --workers`, a SLURM task, or one per machine on a shared storage)."""
+    if threads:  # the trainer reads SWEEPER_THREADS: a fixed share, not "auto"
+        os.environ["SWEEPER_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+    offset = index if index is not None else os.getpid()  # seeded samplers must differ between workers
+    sw = open_sweep(
+        spec_path,
+        profile,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        heartbeat=heartbeat,
+        seed_offset=offset,
+        check_data=True,
+    )
+    plan(sw)
+    name = process.worker_id() + (f" #{index}" if index is not None else "")
+    return work(sw, device=device, console=console, worker=name)
+
+
+def status(
+    spec_path: str | Path, profile: str | None = None, *, storage: str | None = None, tracking_uri: str | None = None
+) -> tuple[Snapshot, Spec]:
+    """Cells done, running, failed, pruned and left, from the study and MLflow; and the spec it read."""
+    sw = open_sweep(spec_path, profile, storage=storage, tracking_uri=tracking_uri)
+    return snapshot(sw), sw.spec

@@ -1,8 +1,9 @@
-"""Train one cell inside its MLflow child run: the seam between the loop and the tracking store.
+"""One claimed cell, top to bottom, in its MLflow child run: `train_cell` reads in one screen.
 
-Each epoch hands the tracking worker a snapshot of the resumable state (stored before the
-epoch's metrics), a killed cell continues from it in the same run, and a finished cell leaves
-its curves, first-layer filters and feature maps, and the best model as an MLflow model.
+Training yields its epochs; here each one is checkpointed (stored before its metrics), logged,
+reported to the trial and judged by the pruner. A killed cell continues from its checkpoint in the
+same run; a finished one leaves its curves, first-layer filters and feature maps, and the best model
+as an MLflow model. Pruning and failure are translated to Optuna's terms here, once.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import torch
 from rich.progress import Progress
 from torch import nn
@@ -29,86 +30,136 @@ from sweeper.runs import cellrun, checkpoints, tracking
 from sweeper.runs.faults import StoreUnavailable
 from sweeper.schema import plugins, usercode
 from sweeper.schema.spec import Cell, Spec
+from sweeper.sweep import seeds
 from sweeper.training import memory
 from sweeper.training import state as training_state
 from sweeper.training.data import CifarData
 from sweeper.training.device import cpu_model, gpu_facts, gpu_tags
 from sweeper.training.precision import resolve_for, tf32_enabled
 from sweeper.training.probes import make_step_hook
-from sweeper.training.state import LoopState
-from sweeper.training.train import OnStep, TrainResult, build_model, train
-from sweeper.vocab import Tag
+from sweeper.training.state import Checkpoint
+from sweeper.training.train import Epoch, OnStep, Training, TrainResult
+from sweeper.vocab import Attr, Tag
+
+
+class CellFailed(Exception):
+    """The cell raised: its MLflow run is FAILED with the error, and its trial FAIL with it."""
 
 
 @dataclass
-class CellOutcome:
-    """How one cell ended: its display name, its MLflow run (None if none was made), whether it finished, and its summary."""
+class Pruning:
+    """What a cell's epochs show its trial's pruner: the watched metric and, in a search over seeds, the mean so
+    far of its trial group (the curves, this cell's index in them). A multi-objective study is never pruned."""
 
-    name: str
-    run_id: str | None
-    ok: bool
-    pruned: bool = False
-    summary: dict[str, float] | None = None
-    error: str | None = None
+    watch: str
+    curves: seeds.Curves | None = None
+    index: int = 0
+    enabled: bool = True
 
 
-def run_cell(
+def objective(spec: Spec) -> tuple[list[str], str]:
+    """(the summary metrics a trial returns, one per objective; the per-epoch metric its pruner watches)."""
+    search = spec.search
+    return (search.metrics(), search.primary().epoch_metric()) if search else (["best_val_acc"], "val_acc")
+
+
+def train_cell(
+    record: cellrun.SweepRecord,
     cell: Cell,
-    spec: Spec,
-    profile: str | None,
-    store: tracking.Store,
-    exp_id: str,
-    parent: str,
+    trial: optuna.Trial,
     data: CifarData,
     device: torch.device,
     progress: Progress,
-    *,
-    on_run: Callable[[str], None] | None = None,
-    on_epoch_hook: Callable[[dict[str, float]], None] | None = None,
-    on_step: OnStep | None = None,
-    extra_tags: dict[str, str] | None = None,
-) -> CellOutcome:
-    """Train one cell, logging every epoch; a failure is recorded on the run and returned, not raised.
+    pruning: Pruning | None = None,
+) -> dict[str, float]:
+    """Train a claimed cell top to bottom in its MLflow run (new, or resumed in place); its summary metrics.
 
-    `on_run` gets the cell's MLflow run id as soon as the run exists (new or resumed); `on_epoch_hook` sees each epoch's metrics once its checkpoint and metrics are queued for the
-    store (the sweeper's pruner raises `Pruned` from it); `on_step` is passed to the training loop
-    (analysis probes). An interrupted earlier run of the cell is continued in place.
+    Per epoch: checkpoint, then metrics, then report to the trial and prune. A pruned cell raises
+    optuna.TrialPruned and a failed one CellFailed, each once its run is ended; Ctrl-C and a store that
+    stopped taking writes (StoreUnavailable: the cell resumes later) pass through.
     """
-    name = cell.name
-    task = progress.add_task(f"  {name}", total=cell.config.epochs)
-    tick = time.perf_counter()
-    run_id = None
+    pruning = pruning or Pruning(objective(record.spec)[1])
+    task, tick = progress.add_task(f"  {cell.name}", total=cell.config.epochs), time.perf_counter()
+    tags = {Tag.STUDY: trial.study.study_name, Tag.TRIAL: str(trial.number)}
     try:
-        with cellrun.cell_run(store, exp_id, parent, cell, spec, profile, extra_tags) as log:
-            run_id = log.run_id
-            if on_run is not None:
-                on_run(run_id)
-            log_data(log, data)
-            log_code(log, cell)
-            # Before training: a resumed history grows as training continues it.
-            earlier = sum(h["epoch_time"] for h in log.resume["history"]) if log.resume else 0.0
-            result = _train_logged(log, cell, data, device, progress, task, on_epoch_hook, on_step)
+        with cellrun.cell_run(record, cell, tags) as log:
+            if pruning.index == 0:  # a trial's run is its first seed's; a retried trial's dead twin's is replaced
+                trial.set_user_attr(Attr.MLFLOW_RUN, log.run_id)
+            earlier = _open(log, cell, data, device, progress, task)
+            host_copy = checkpoints.HostCopier(device)  # pinned, asynchronous, one wait; best weights once per gain
+            with Training(cell.config, data, device=device, on_step=_probes(cell, log), resume=log.resume) as training:
+                for epoch in training:
+                    memory.record_peak(cell.config, device)  # what the next cell of this shape is admitted by
+                    log.log_epoch(epoch.metrics, _checkpoint(epoch, cell, device, host_copy), best=epoch.best)
+                    progress.update(
+                        task,
+                        completed=epoch.number,
+                        description=f"  {cell.name} val_acc {epoch.metrics['val_acc']:.3f}",
+                    )
+                    _report(trial, epoch.number, epoch.metrics.get(pruning.watch, math.nan), pruning)
+                result = training.finish()
+            log.flush()
             log_results(log, cell, data, result)
             log.log_summary({**result.summary, "train_time": earlier + time.perf_counter() - tick})
-    except Pruned as exc:  # the run is tagged pruned and ended KILLED by cell_run
-        progress.remove_task(task)
-        progress.console.print(f"[yellow]{name} pruned: {exc}[/]")
-        return CellOutcome(name, run_id, ok=False, pruned=True, error=str(exc))
+    except Pruned as exc:  # the run is KILLED and tagged pruned by cell_run
+        progress.console.print(f"[yellow]{cell.name} pruned: {exc}[/]")
+        raise optuna.TrialPruned(str(exc)) from None
     except StoreUnavailable:  # the store's disk is full or read-only: the sweep stops, the cell resumes later
-        progress.remove_task(task)
         raise
-    except Exception as exc:  # noqa: BLE001 - the run is marked FAILED with the error; the sweep goes on
+    except Exception as exc:  # the run is FAILED with the error by cell_run; the sweep goes on
+        error = plugins.raised_in_user_code(exc)  # with the file:line where the user's code raised it
+        progress.console.print(f"[red]{cell.name} failed: {error}[/]")
+        trial.set_user_attr(Attr.ERROR, error)
+        raise CellFailed(error) from exc
+    finally:
         progress.remove_task(task)
-        error = plugins.raised_in_user_code(exc)  # with the file:line when the user's code raised it
-        progress.console.print(f"[red]{name} failed: {error}[/]")
-        return CellOutcome(name, run_id, ok=False, error=error)
-    progress.remove_task(task)
     s = result.summary
     val = (
         "" if math.isnan(s["best_val_acc"]) else f"best val {100 * s['best_val_acc']:.2f}% @ epoch {s['best_epoch']}, "
     )
-    progress.console.print(f"{name}: test_acc {100 * s['test_acc']:.2f}% ({val}{time.perf_counter() - tick:.0f} s)")
-    return CellOutcome(name, run_id, ok=True, summary=s)
+    progress.console.print(
+        f"{cell.name}: test_acc {100 * s['test_acc']:.2f}% ({val}{time.perf_counter() - tick:.0f} s)"
+    )
+    return s
+
+
+def _open(
+    log: cellrun.CellLogger, cell: Cell, data: CifarData, device: torch.device, progress: Progress, task: Any
+) -> float:
+    """Tag the run's data, code and device; say where a resumed run picks up. The training time it had so far."""
+    log_data(log, data)
+    log_code(log, cell)
+    memory.check_cell(cell.name, cell.config, device)  # frees the last cell's cache; refuses a cell that cannot fit
+    log.set_tags(device_tags(device, cell.config.precision, log.resume))
+    if log.resume is None:
+        return 0.0
+    progress.update(task, completed=log.resume["epoch"])
+    progress.console.print(f"{cell.name}: resuming run {log.run_id} after epoch {log.resume['epoch']}")
+    return sum(h["epoch_time"] for h in log.resume["history"])
+
+
+def _probes(cell: Cell, log: cellrun.CellLogger) -> OnStep | None:
+    """The analysis probes' per-step hook, logging through the run; only when asked for (a sync per step)."""
+    return make_step_hook(cell.config, log.log_step) if cell.config.probe is not None else None
+
+
+def _checkpoint(epoch: Epoch, cell: Cell, device: torch.device, host_copy: checkpoints.HostCopier) -> Checkpoint:
+    """The epoch's resumable state as the checkpoint file holds it, copied to the host before training moves on."""
+    state = host_copy(training_state.checkpoint(epoch.state(), cell.id, cell.config.model_dump(mode="json")))
+    return checkpoints.to_cpu(state) if device.type == "mps" else state  # MPS is unsafe from a second thread
+
+
+def _report(trial: optuna.Trial, epoch: int, value: float, pruning: Pruning) -> None:
+    """Show the trial the epoch's value (a seed group's mean so far); the pruner's stop is Pruned, which ends the
+    run KILLED, not FAILED."""
+    trial.set_user_attr(Attr.EPOCH, epoch)
+    if not math.isfinite(value) or not pruning.enabled:
+        return
+    step, shown = pruning.curves.step(pruning.index, epoch, value) if pruning.curves else (epoch, value)
+    trial.report(shown, step)
+    if trial.should_prune():
+        mean = f" (mean of {pruning.index + 1} seeds)" if pruning.index else ""
+        raise Pruned(f"pruned at epoch {epoch}: {pruning.watch} {shown:.4f}{mean}")
 
 
 def log_code(log: cellrun.CellLogger, cell: Cell) -> None:
@@ -145,44 +196,6 @@ def log_data(log: cellrun.CellLogger, data: CifarData) -> None:
         warn(f"dataset input not logged to run {log.run_id} ({type(exc).__name__}: {exc})")
 
 
-def _train_logged(
-    log: cellrun.CellLogger,
-    cell: Cell,
-    data: CifarData,
-    device: torch.device,
-    progress: Progress,
-    task: Any,
-    on_epoch_hook: Callable[[dict[str, float]], None] | None,
-    on_step: OnStep | None,
-) -> TrainResult:
-    """The training loop with every epoch checkpointed and logged (from the run's checkpoint when resumed)."""
-    name = cell.name
-    memory.check_cell(name, cell.config, device)  # frees the last cell's cache; refuses a cell that cannot fit
-    log.set_tags(device_tags(device, cell.config.precision, log.resume))
-    if log.resume is not None:
-        progress.update(task, completed=log.resume["epoch"])
-        progress.console.print(f"{name}: resuming run {log.run_id} after epoch {log.resume['epoch']}")
-    config = cell.config.model_dump(mode="json")
-
-    host_copy = checkpoints.HostCopier(device)  # pinned, asynchronous, one wait; best weights once per improvement
-
-    def on_epoch(metrics: dict[str, float], checkpoint: Callable[[], LoopState]) -> None:
-        memory.record_peak(cell.config, device)  # what the next cell of this shape is admitted by
-        state = host_copy(training_state.checkpoint(checkpoint(), cell.id, config))
-        if device.type == "mps":  # MPS is not safe to drive from a second thread: copy to the host here
-            state = checkpoints.to_cpu(state)
-        log.log_epoch(metrics, state, best=state["best"]["epoch"] == metrics["epoch"])
-        progress.update(task, completed=metrics["epoch"], description=f"  {name} val_acc {metrics['val_acc']:.3f}")
-        if on_epoch_hook is not None:
-            on_epoch_hook(metrics)
-
-    if on_step is None and cell.config.probe is not None:  # probes cost a sync per step: only when asked for
-        on_step = make_step_hook(cell.config, log.log_step)
-    result = train(cell.config, data, device=device, on_epoch=on_epoch, on_step=on_step, resume=log.resume)
-    log.flush()
-    return result
-
-
 class PixelClassifier(nn.Module):
     """A trained network behind its input normalisation: float pixels 0..255, [N, 3, 32, 32] -> logits."""
 
@@ -203,7 +216,8 @@ class PixelClassifier(nn.Module):
 def log_results(log: cellrun.CellLogger, cell: Cell, data: CifarData, result: TrainResult) -> None:
     """Figures and the best model of a trained cell; a failure here is tagged, not fatal: training is done."""
     try:
-        model = build_model(cell.config)
+        # The network that trained (done with it now), on the host with its best epoch's weights: built once a cell.
+        model = result.model.to("cpu")
         model.load_state_dict(result.best_state)
         model.eval()
         split = next(s for s in (data.test, data.val, data.train) if len(s))

@@ -28,9 +28,8 @@ from submitit.core.utils import DelayedSubmission
 from sweeper.errors import UserError, warn
 from sweeper.schema.spec import load_spec
 from sweeper.settings import get_settings
-from sweeper.sweep import launch
 from sweeper.sweep.launchers import ENV_STORAGE, Launched, Request, WorkerState, worker_environment
-from sweeper.sweep.loop import plan
+from sweeper.sweep.loop import plan, worker
 from sweeper.sweep.study import HEARTBEAT, local_dir, open_sweep, storage_url
 
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -132,7 +131,7 @@ class ArrayTask(submitit.helpers.Checkpointable):
         """Claim and train cells until none is left; on USR2 stop the cell, then let submitit requeue."""
         with _stop_on_signals() as caught:
             try:
-                report = launch.worker(
+                report = worker(
                     self.spec_path,
                     self.profile,
                     storage=os.environ.get(ENV_STORAGE),

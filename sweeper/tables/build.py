@@ -58,7 +58,7 @@ def _build(
     """build() on one reader of the store."""
     spec, profile, parent = resolve(name_or_path, store, profile)
     exp_id = store.experiment_id(spec.name)
-    runs = cell_runs(store, exp_id, profile)
+    runs = cell_runs(store, exp_id)
     cells = expand(spec, profile) if spec.search is None else trial_cells(spec, profile, runs)
     picks = pick_runs(cells, runs, profile, all_versions)
     rows: dict[int, list[Pick]] = {}

@@ -1,9 +1,9 @@
-"""Which tracked run stands for each cell of a table: the spec, its sweep run, and the cell runs.
+"""A table's runs: the spec, its sweep run, and the cell runs; runs/cells.py says which stands for each cell.
 
-Only runs of the current spec version count: a cell is found by the hash of its resolved config.
-With `all_versions`, a cell that has no finished run of its own may take the newest finished run of
-an older version of the same row (matched by the row label and seed tags). A search's rows are
-the trials that ran, rebuilt from their sampled params.
+Only runs of the current spec version count: a cell is found by the hash of its resolved config, in
+runs of any profile. With `all_versions`, a cell that has no finished run of its own may take the
+newest finished run of an older version of the same row (matched by the row label and seed tags).
+A search's rows are the trials that ran, rebuilt from their sampled params.
 
 Runs are read through `Runs`: runs_db's reader of MLflow's database where it can read the store
 (no `import mlflow`: `sweeper table` in well under 2 s), else MlflowClient (`MlflowRuns`).
@@ -14,13 +14,12 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sweeper.errors import UserError
 from sweeper.runs import db as runs_db
-from sweeper.runs import process
+from sweeper.runs.cells import Pick, pick_runs, run_state  # noqa: F401 - the table's API
 from sweeper.schema.spec import Cell, Spec, load_spec, parse_spec, trial_group
 from sweeper.secrets import mask_uri
 from sweeper.settings import get_settings
@@ -55,16 +54,6 @@ def read_runs(tracking_uri: str | None, read: Callable[[Runs], T]) -> T:
     from sweeper.runs import tracking
 
     return read(tracking.MlflowRuns(tracking.open_store(uri, create=False)))  # a read creates no store
-
-
-@dataclass
-class Pick:
-    """The run that stands for one cell: its state, and whether it comes from an older spec version."""
-
-    cell: Cell
-    state: str  # finished | running | failed | pruned | interrupted | missing
-    run: Any = None
-    older: bool = False
 
 
 def resolve_spec(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, str | None]:
@@ -107,46 +96,12 @@ def resolve(name_or_path: str, runs: Runs, profile: str | None) -> tuple[Spec, s
     return spec, None if wanted == DEFAULT_PROFILE else wanted, run_id
 
 
-def run_state(run: Any) -> str:
-    """A run's state as the table shows it; a KILLED run tagged as pruned was stopped by the pruner."""
-    status, tags = run.info.status, run.data.tags
-    if status == "KILLED":
-        pruned = tags.get(Tag.STATE) == "pruned" or Tag.PRUNED in tags
-        return "pruned" if pruned else "interrupted"
-    if status == "RUNNING" and process.died_here(tags.get(Tag.WORKER, "")):
-        return "interrupted"  # its process here died (kill -9, its store went away): as `status` counts it
-    return {"FINISHED": "finished", "FAILED": "failed"}.get(status, "running")
-
-
-def pick_runs(cells: list[Cell], runs: list[Any], profile: str | None, all_versions: bool) -> list[Pick]:
-    """The run standing for each cell: its newest finished run, else its newest run's state, else missing."""
-    by_cell: dict[str, list[Any]] = {}
-    by_label: dict[tuple[str, str], list[Any]] = {}
-    for run in runs:  # newest first
-        tags = run.data.tags
-        by_cell.setdefault(tags.get(Tag.CELL, ""), []).append(run)
-        if all_versions and tags.get(Tag.PROFILE) == profile_tag(profile) and run.info.status == "FINISHED":
-            by_label.setdefault((tags.get(Tag.ROW, ""), tags.get(Tag.SEED, "")), []).append(run)
-    picks = []
-    for cell in cells:
-        own = by_cell.get(cell.id, [])
-        finished = [r for r in own if r.info.status == "FINISHED"]
-        older = by_label.get((cell.label, str(cell.seed)), [])
-        if finished:
-            picks.append(Pick(cell, "finished", finished[0]))
-        elif older:
-            picks.append(Pick(cell, "finished", older[0], older=True))
-        else:
-            picks.append(Pick(cell, run_state(own[0]) if own else "missing", own[0] if own else None))
-    return picks
-
-
-def cell_runs(runs: Runs, exp_id: str | None, profile: str | None) -> list[Any]:
-    """The child runs of one profile, newest first: a store often holds a spec's quick and full runs."""
+def cell_runs(runs: Runs, exp_id: str | None) -> list[Any]:
+    """The child runs of every profile, newest first: a cell another profile finished counts here too."""
     if exp_id is None:
         return []
     with gc_paused():
-        return runs.search(exp_id, "cell", profile_tag(profile))
+        return runs.search(exp_id, "cell")
 
 
 @contextmanager
@@ -163,11 +118,14 @@ def gc_paused() -> Iterator[None]:
 
 
 def trial_cells(spec: Spec, profile: str | None, runs: list[Any]) -> list[Cell]:
-    """A search's rows are the trials that ran, in trial order, rebuilt from each run's sampled params: one
-    cell per seed of the profile (a search over seeds trains each trial's configuration once per seed)."""
+    """A search's rows are the trials that ran in this profile's study, in trial order, rebuilt from each
+    run's sampled params: one cell per seed of the profile (a search over seeds trains each trial's
+    configuration once per seed)."""
     assert spec.search is not None
     first: dict[tuple[str | None, ...], Any] = {}
     for run in reversed(runs):  # oldest first: a trial's number is fixed when it starts
+        if run.data.tags.get(Tag.PROFILE) != profile_tag(profile):
+            continue
         first.setdefault(tuple(run.data.params.get(k) for k in spec.search.params), run)  # one per configuration
     cells = []
     for run in sorted(first.values(), key=lambda r: int(r.data.tags.get(Tag.TRIAL, 0))):

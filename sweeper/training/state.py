@@ -1,4 +1,4 @@
-"""The checkpoint's shape, written once: what `train` hands `on_epoch` and takes back to resume.
+"""The checkpoint's shape, written once: what an epoch of `Training` gives on demand and takes back to resume.
 
 Plain dicts of tensors, numbers, strings and containers (TypedDicts, so the file stays loadable
 with `torch.load(..., weights_only=True)`); the type says which keys a reader may rely on.

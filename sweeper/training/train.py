@@ -1,7 +1,8 @@
-"""One training run, read top to bottom: helpers first, then the loop. No MLflow, no Optuna.
+"""One training run, read top to bottom: helpers first, then the loop. No MLflow, no Optuna, no callbacks.
 
-The loop reports each epoch through `on_epoch(metrics, checkpoint)`; `checkpoint()` builds the
-full resumable state lazily, so a caller that does not save pays nothing for it.
+`Training` yields its epochs (metrics, best so far, the resumable state built on demand) and the
+caller owns the side effects: logging, checkpoints, reporting to a pruner, stopping early.
+`finish()` gives the final evaluation; `train()` runs one to the end for scripts and tests.
 
 Speed comes from the data path and the settings, not from a different loop: uint8 images live on
 the device, augmentation is batched tensor ops there, and channels_last, autocast (bf16, or fp16
@@ -17,7 +18,7 @@ import copy
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,6 +267,80 @@ def _probe(
     on_step(Step(at, epoch, loss, x, y, parts.model, parts.optimizer, parts.criterion, cast))
 
 
+@dataclass
+class Epoch:
+    """One trained epoch as the caller sees it: its metrics, whether it is the best so far, its resumable state."""
+
+    metrics: dict[str, float]  # with the "epoch" number
+    best: bool
+    state: Callable[[], LoopState]  # built on demand: a caller that does not save pays nothing
+
+    @property
+    def number(self) -> int:
+        """The epoch's number, 1-based."""
+        return int(self.metrics["epoch"])
+
+
+class Training:
+    """One run's training as an iterable of its epochs; the caller owns every side effect (log, checkpoint,
+    report, stop) and `finish()` gives the final evaluation.
+
+    The numerics (TF32 policy, determinism) hold while epochs run and come back when the epochs end, when
+    the caller stops early and closes it (`with Training(...)`), or when an epoch raises. `resume` is a
+    state from an earlier epoch's `state()`. `on_step` (analysis probes) must leave weights, gradients,
+    BatchNorm statistics and RNG states as it found them; it costs a device sync per step, so it is opt-in.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: CifarData,
+        *,
+        device: str | torch.device = "auto",
+        on_step: OnStep | None = None,
+        resume: LoopState | None = None,
+    ) -> None:
+        self.cfg, self.data, self.on_step, self.resume = cfg, data, on_step, resume
+        self.device = pick_device(device) if isinstance(device, str) else device
+        resolved = resolve_for(cfg.precision, self.device, resume)  # a resume keeps what the run began with
+        self.precision = resolved.precision
+        if resolved.converted:
+            warn(f"precision {resolved.converted}")
+        saved_on = resume.get("device_type") if resume is not None else None
+        if saved_on not in (None, self.device.type):
+            warn(
+                f"resumed on {self.device.type}, saved on {saved_on}: the {saved_on} random generator does not "
+                "carry over, so dropout masks differ from an uninterrupted run from here on"
+            )
+        self._parts: Parts | None = None
+        self._progress: Progress | None = None
+        self._epochs = self._run()
+
+    def __iter__(self) -> Iterator[Epoch]:
+        return self._epochs
+
+    def __enter__(self) -> Training:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop early: the numerics context exits now, not when the garbage collector gets to it."""
+        self._epochs.close()
+
+    def finish(self) -> TrainResult:
+        """Test the last weights (and the best epoch's) and summarise; after the last epoch."""
+        if self._parts is None or self._progress is None:
+            raise RuntimeError("Training.finish() before its epochs were iterated")
+        with numerics(self.precision, self.device, self.cfg.deterministic):
+            return finish(self.cfg, self.data, self._parts, self._progress, self.device, self.precision)
+
+    def _run(self) -> Generator[Epoch, None, None]:
+        with numerics(self.precision, self.device, self.cfg.deterministic):
+            yield from _epochs(self)
+
+
 def train(
     cfg: TrainConfig,
     data: CifarData,
@@ -275,47 +350,31 @@ def train(
     on_step: OnStep | None = None,
     resume: LoopState | None = None,
 ) -> TrainResult:
-    """Train one config on one dataset; `resume` is a state from a previous `checkpoint()`.
-
-    `on_step` (analysis probes, per-step loss curves) must leave weights, gradients, BatchNorm
-    statistics and RNG states as it found them; it costs a device sync per step, so it is opt-in.
-    """
-    device = pick_device(device) if isinstance(device, str) else device
-    resolved = resolve_for(cfg.precision, device, resume)  # a resume keeps what the run began with
-    precision = resolved.precision
-    if resolved.converted:
-        warn(f"precision {resolved.converted}")
-    if resume is not None and resume.get("device_type") not in (None, device.type):
-        warn(
-            f"resumed on {device.type}, saved on {resume.get('device_type')}: the {resume.get('device_type')} random "
-            "generator does not carry over, so dropout masks differ from an uninterrupted run from here on"
-        )
-    with numerics(precision, device, cfg.deterministic):
-        return _train(cfg, data, device, precision, on_epoch, on_step, resume)
+    """Train one config to the end (scripts and tests): Training's epochs, each shown to `on_epoch(metrics, state)`."""
+    with Training(cfg, data, device=device, on_step=on_step, resume=resume) as training:
+        for epoch in training:
+            if on_epoch is not None:
+                on_epoch(epoch.metrics, epoch.state)
+        return training.finish()
 
 
-def _train(
-    cfg: TrainConfig,
-    data: CifarData,
-    device: torch.device,
-    precision: str,
-    on_epoch: OnEpoch | None,
-    on_step: OnStep | None,
-    resume: LoopState | None,
-) -> TrainResult:
+def _epochs(run: Training) -> Iterator[Epoch]:
+    """The loop: set up (or resume), then one epoch at a time, each handed to the caller as it ends."""
+    cfg, data, device, precision, on_step = run.cfg, run.data, run.device, run.precision, run.on_step
     generator = seed_everything(cfg.seed)
     fmt = input_format(cfg, device)
     train_x, train_y = data.train.images.to(device), data.train.labels.to(device)
     n, bs = len(train_y), cfg.data.batch_size
     steps = n // bs if n >= bs else 1  # drop the ragged last batch: BatchNorm dislikes a batch of 1
-    parts = setup(cfg, train_x, device, precision, steps)
+    parts = run._parts = setup(cfg, train_x, device, precision, steps)
     model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
     per_batch_schedule = SCHEDULES.get(cfg.scheduler.name).per_batch
     summed = getattr(cfg.loss, "reduction", "mean") == "sum"
-    if resume is not None:
-        progress = resume_from(resume, parts, generator, device)
+    if run.resume is not None:
+        progress = resume_from(run.resume, parts, generator, device)
     else:
         progress = Progress([], Best(val_acc=-1.0, epoch=0), copy.deepcopy(parts.evaluated.state_dict()))
+    run._progress = progress
 
     threads = get_settings().threads
     apply_threads(threads, device)
@@ -357,14 +416,14 @@ def _train(
         if not math.isfinite(metrics["train_loss"]):
             raise FloatingPointError(f"training loss became {metrics['train_loss']} at epoch {epoch}")
         progress.history.append({"epoch": epoch, **metrics})
-        if math.isnan(val["acc"]) or val["acc"] > progress.best["val_acc"]:
+        best = math.isnan(val["acc"]) or val["acc"] > progress.best["val_acc"]
+        if best:
             progress.best = Best(val_acc=val["acc"], epoch=epoch)
             progress.best_state = copy.deepcopy(parts.evaluated.state_dict())
-        if on_epoch is not None:
-            # bound now: the lambda must see this epoch's record, not a later one's
-            record = Progress(progress.history, progress.best, progress.best_state)
-            on_epoch(
-                {"epoch": epoch, **metrics},
-                lambda e=epoch, r=record: loop_state(e, parts, r, generator, device, precision),  # type: ignore[misc]
-            )
-    return finish(cfg, data, parts, progress, device, precision)
+        # bound now: the state must be this epoch's record, not a later one's, whenever the caller asks
+        record = Progress(progress.history, progress.best, progress.best_state)
+        yield Epoch(
+            {"epoch": epoch, **metrics},
+            best,
+            functools.partial(loop_state, epoch, parts, record, generator, device, precision),
+        )

@@ -243,7 +243,7 @@ def test_first_layer_filters_and_feature_maps():
     assert (pixels[..., 0] == pixels[..., 1]).all() and not (np.asarray(rgb)[..., 0] == np.asarray(rgb)[..., 1]).all()
 
 
-@pytest.mark.slow
+@pytest.mark.train
 def test_quick_bn_spec_end_to_end(tmp_path, store_uri, synthetic_data, data_dir):
     from sweeper import sweep
     from sweeper.analysis.study import bn_study, load_sweep

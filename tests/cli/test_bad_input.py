@@ -1,4 +1,4 @@
-"""Issue 14, runtime half: bad stores, storages and data dirs are one-paragraph errors (exit 2) that write
+"""The runtime half of bad input: bad stores, storages and data dirs are one-paragraph errors (exit 2) that write
 nothing; batch pickles run no code; passwords in URLs never show in messages, logs, reports or `ps`."""
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def test_data_dir_under_a_regular_file(batches, tmp_path):
     assert result.exit_code == 2 and "is a file, not a folder" in result.output, result.output
 
 
+@pytest.mark.server  # a `sweeper` subprocess with dropped capabilities
 def test_read_only_data_dir(batches, tmp_path):
     readonly = tmp_path / "ro"
     readonly.mkdir(mode=0o555)

@@ -122,6 +122,7 @@ def test_param_count_variants(name: str, kwargs: dict, expected: int) -> None:
     assert count_params(build_model(config)) == expected
 
 
+@pytest.mark.train  # a training step of every full-size network: most of a minute on a CPU
 @pytest.mark.parametrize("name", sorted(MODELS.names))
 def test_forward_backward_channels_last(name: str) -> None:
     model = built(name)

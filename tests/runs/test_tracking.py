@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import mlflow
+import optuna
 import pytest
 import torch
 from conftest import TINY_SPEC
@@ -16,7 +17,6 @@ from typer.testing import CliRunner
 
 from sweeper import sweep
 from sweeper.cli import app
-from sweeper.errors import Pruned
 from sweeper.runs import cellrun, tracking
 from sweeper.runs.server import is_loopback
 from sweeper.schema.spec import expand, load_spec
@@ -147,27 +147,43 @@ def _one_cell(write_spec, synthetic_data, name: str, epochs: int):
     return spec, cell, data
 
 
+class Judged:
+    """A real trial whose report raises `stop` at epoch `at` (Ctrl-C), or whose pruner says stop."""
+
+    def __init__(self, trial: optuna.Trial, at: int = 0, stop: BaseException | None = None, prune: bool = False):
+        self.trial, self.at, self.stop, self.prune = trial, at, stop, prune
+
+    def __getattr__(self, name: str):
+        return getattr(self.trial, name)
+
+    def report(self, value: float, step: int) -> None:
+        if step == self.at and self.stop is not None:
+            raise self.stop
+        self.trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        return self.prune
+
+
+def _record(store, spec) -> cellrun.SweepRecord:
+    exp_id = tracking.experiment_id(store, spec.name)
+    return cellrun.SweepRecord(store, exp_id, tracking.sweep_run(store, exp_id, spec, None, "{}"), spec, None)
+
+
 def test_ctrl_c_marks_the_run_killed_and_the_next_run_resumes_it_bit_exactly(write_spec, synthetic_data, mlflow_server):
     spec, cell, data = _one_cell(write_spec, synthetic_data, "resumed", epochs=2)
     store = tracking.open_store(mlflow_server)
-    exp_id = tracking.experiment_id(store, spec.name)
-    parent = tracking.sweep_run(store, exp_id, spec, None, "{}")
-    progress = Progress(console=quiet())
+    record, study = _record(store, spec), optuna.create_study(direction="maximize")
+    cpu, progress = torch.device("cpu"), Progress(console=quiet())
 
-    def ctrl_c_after_epoch_1(metrics):
-        if metrics["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    args = (cell, spec, None, store, exp_id, parent, data, torch.device("cpu"), progress)
     with pytest.raises(KeyboardInterrupt):
-        runner.run_cell(*args, on_epoch_hook=ctrl_c_after_epoch_1)
+        runner.train_cell(record, cell, Judged(study.ask(), at=1, stop=KeyboardInterrupt()), data, cpu, progress)
     client = store.client
     [killed] = cell_runs(client, "resumed")
     assert killed.info.status == "KILLED" and killed.data.tags["sweeper.state"] == "interrupted"
     assert steps(client, killed.info.run_id, "train_loss") == [1], "the epoch before Ctrl-C is kept"
 
-    outcome = runner.run_cell(*args)
-    assert outcome.ok
+    value = runner.train_cell(record, cell, study.ask(), data, cpu, progress)
     [run] = cell_runs(client, "resumed")
     assert run.info.run_id == killed.info.run_id, "resumed in the same MLflow run"
     assert run.info.status == "FINISHED"
@@ -178,35 +194,19 @@ def test_ctrl_c_marks_the_run_killed_and_the_next_run_resumes_it_bit_exactly(wri
     straight = train(cell.config, data, device="cpu").history
     logged = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)]
     assert logged == [h["train_loss"] for h in straight]
-    assert run.data.metrics["test_acc"] == pytest.approx(outcome.summary["test_acc"])
+    assert run.data.metrics["best_val_acc"] == pytest.approx(value), "the trial's value is the run's objective"
 
 
 def test_a_pruned_cell_is_killed_and_tagged_not_failed(write_spec, synthetic_data, mlflow_server):
     spec, cell, data = _one_cell(write_spec, synthetic_data, "pruned", epochs=2)
     store = tracking.open_store(mlflow_server)
-    exp_id = tracking.experiment_id(store, spec.name)
-    parent = tracking.sweep_run(store, exp_id, spec, None, "{}")
-
-    def prune(metrics):
-        raise Pruned(f"pruned at epoch {metrics['epoch']}")
-
-    outcome = runner.run_cell(
-        cell,
-        spec,
-        None,
-        store,
-        exp_id,
-        parent,
-        data,
-        torch.device("cpu"),
-        Progress(console=quiet()),
-        on_epoch_hook=prune,
-    )
-    assert outcome.pruned and not outcome.ok
+    record, trial = _record(store, spec), optuna.create_study(direction="maximize").ask()
+    with pytest.raises(optuna.TrialPruned):
+        runner.train_cell(record, cell, Judged(trial, prune=True), data, torch.device("cpu"), Progress(console=quiet()))
     [run] = cell_runs(store.client, "pruned")
     assert run.info.status == "KILLED" and run.data.tags["sweeper.state"] == "pruned"
     assert "sweeper.error" not in run.data.tags
-    assert cellrun.resumable_run(store, exp_id, cell.id) is None, "the pruner's verdict stands: not resumed"
+    assert cellrun.resumable_run(store, record.exp_id, cell.id) is None, "the pruner's verdict stands: not resumed"
 
 
 def test_server_command_refuses_remote_binds_and_busy_ports(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ runner = CliRunner()
 THIRD = '''
 from pathlib import Path
 
-from sweeper.sweep import launch
+from sweeper import sweep
 from sweeper.sweep.launchers import Launched, WorkerState
 
 
@@ -30,8 +30,8 @@ class InThread:
 
     def launch(self, request):
         log = Path(request.spec_path).with_name("third-0.log")
-        report = launch.worker(request.spec_path, request.profile, storage=request.storage,
-                               tracking_uri=request.tracking_uri, device=request.device, index=0)
+        report = sweep.worker(request.spec_path, request.profile, storage=request.storage,
+                              tracking_uri=request.tracking_uri, device=request.device, index=0)
         log.write_text(f"{request.settings.greeting}: {len(report.finished)} finished\\n")
         return Launched(submitted=["third-0"], logs=log)
 

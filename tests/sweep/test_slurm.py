@@ -19,6 +19,8 @@ from mlflow import MlflowClient
 
 from sweeper.schema.spec import expand, load_spec
 
+pytestmark = pytest.mark.server  # a real SLURM and its job subprocesses
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

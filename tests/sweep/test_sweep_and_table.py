@@ -117,3 +117,19 @@ def test_table_marks_missing_seeds_and_missing_rows(write_spec, store_uri, synth
     text = tables.render(tables.build(str(more), tracking_uri=store_uri))
     assert "(n=1/2)" in text
     assert "| Mish | missing |" in text
+
+
+def test_a_profile_that_adds_seeds_counts_the_cells_another_profile_finished(write_spec, store_uri, synthetic_data):
+    # A cell is its config's id: seed 0 of `more` is seed 0 of the default profile, finished once, counted in both.
+    path = write_spec(rows=[{"label": "ReLU", "activation": "relu"}], profiles={"more": {"seeds": [0, 1]}})
+    sweep.run(path, tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet())
+    more = sweep.run(path, "more", tracking_uri=store_uri, device="cpu", data=synthetic_data, console=quiet())
+    assert more.finished == ["ReLU seed=1"] and more.skipped == 1
+    snap, _ = sweep.status(path, "more", tracking_uri=store_uri)
+    assert (snap.count("done"), snap.count("left")) == (2, 0)
+    for name in ("tiny", str(path)):
+        table = tables.build(name, "more", tracking_uri=store_uri)
+        assert [len(ids) for ids in table.run_ids] == [2], name
+        assert "missing" not in tables.render(table)
+    default = tables.build("tiny", "default", tracking_uri=store_uri)
+    assert [len(ids) for ids in default.run_ids] == [1], "the default profile still has only its own seed"

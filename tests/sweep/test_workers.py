@@ -16,6 +16,8 @@ from sweeper import sweep
 from sweeper.schema.spec import expand, load_spec
 from sweeper.sweep.launchers import launcher
 
+pytestmark = pytest.mark.server  # worker processes, and a real PostgreSQL
+
 # --- tests ----------------------------------------------------------------------------------
 
 
@@ -142,7 +144,7 @@ def test_packing_gives_each_worker_its_own_one_entry_mask(tmp_path, capsys):
 
 def test_two_workers_on_one_device_claim_distinct_cells(write_spec, store_uri, data_dir, monkeypatch):
     """`--devices 0,0` as planned for one GPU (both workers masked to it), trained on the CPU here."""
-    from sweeper.sweep import launch, workers
+    from sweeper.sweep import local, workers
 
     planned = workers.assignments
 
@@ -151,7 +153,7 @@ def test_two_workers_on_one_device_claim_distinct_cells(write_spec, store_uri, d
         assert [env["CUDA_VISIBLE_DEVICES"] for env, _, _ in plan] == ["0", "0"]
         return [(env, "cpu", 1) for env, _, _ in plan]  # no GPU here: the same masks, trained on the CPU
 
-    monkeypatch.setattr(launch.workers, "assignments", one_gpu_twice)
+    monkeypatch.setattr(local.workers, "assignments", one_gpu_twice)
     path = write_spec(grid_spec(activation=["relu", "gelu"], **{"optimizer.lr": [1e-3, 3e-3]}))
     report = sweep.run(path, tracking_uri=store_uri, device="cpu", console=Console(quiet=True), devices=[0, 0])
     assert len(report.finished) == 4 and not report.failed, report

@@ -82,7 +82,7 @@ def log_known(
         acc = known[cell.label][cell.seed]
         if acc is None:
             continue
-        with cellrun.cell_run(store, exp, parent, cell, spec, profile) as log:
+        with cellrun.cell_run(cellrun.SweepRecord(store, exp, parent, spec, profile), cell) as log:
             name, size = (data or {}).get(cell.label, ("CIFAR-10", "45000"))
             log.set_tags({Tag.DATASET: name, Tag.DATASET_DIGEST: "d1g35t", Tag.TRAIN_SIZE: size})
             log.log_summary({"test_acc": acc, "final_train_loss": 0.16})

@@ -153,7 +153,7 @@ def log_known(uri: str, path: Path, outcomes: dict, profile: str | None = None) 
         outcome = outcomes.get((cell.label, cell.seed))
         if outcome is None:
             continue
-        ctx = cellrun.cell_run(store, exp, parent, cell, spec, profile)
+        ctx = cellrun.cell_run(cellrun.SweepRecord(store, exp, parent, spec, profile), cell)
         # no system-metrics sampler: a run left RUNNING would keep its thread polling the store past the test
         with unittest.mock.patch.dict(os.environ, {system.SWITCH: "false"}):
             log = ctx.__enter__()
@@ -351,7 +351,9 @@ def test_a_search_lists_the_trials_that_ran_with_their_sampled_values(tmp_path, 
         cell = trial_cell(loaded, None, {"optimizer.lr": lr, "activation": act}, number)
         with (
             contextlib.suppress(Pruned, KeyboardInterrupt),
-            cellrun.cell_run(store, exp, parent, cell, loaded, None, {"sweeper.trial": str(number)}) as log,
+            cellrun.cell_run(
+                cellrun.SweepRecord(store, exp, parent, loaded, None), cell, {"sweeper.trial": str(number)}
+            ) as log,
         ):
             if not isinstance(acc, float):
                 raise acc("stopped")

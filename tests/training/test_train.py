@@ -146,3 +146,29 @@ def test_device_auto_and_errors():
     assert pick_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(UserError):
         pick_device("nonsense")
+
+
+def numerics_flags() -> tuple:
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+
+
+def test_training_yields_epochs_and_restores_numerics_when_its_consumer_stops_early(data):
+    before = numerics_flags()
+    seen = []
+    with T.Training(cfg(epochs=3, deterministic=True), data, device="cpu") as training:
+        for epoch in training:
+            seen.append((epoch.number, epoch.best, epoch.state()["epoch"]))
+            assert torch.are_deterministic_algorithms_enabled(), "the run's numerics hold while it trains"
+            break  # a pruner stopping the cell after one epoch
+    assert seen == [(1, True, 1)]
+    assert numerics_flags() == before, "stopping early gives the process its own settings back"
+    full = T.Training(cfg(epochs=2), data, device="cpu")
+    epochs = [e.metrics for e in full]
+    assert [m["epoch"] for m in epochs] == [1, 2] and numerics_flags() == before
+    assert full.finish().history == epochs

@@ -74,7 +74,7 @@ def picks(uri: str, name: str, profile: str | None, all_versions: bool) -> list[
 
     def read(runs: table_runs.Runs) -> list[tuple]:
         spec, prof, _ = table_runs.resolve(name, runs, profile)
-        found = table_runs.cell_runs(runs, runs.experiment_id(spec.name), prof)
+        found = table_runs.cell_runs(runs, runs.experiment_id(spec.name))
         chosen = table_runs.pick_runs(expand(spec, prof), found, prof, all_versions)
         return [(type(runs).__name__, p.cell.id, p.state, p.run and p.run.info.run_id, p.older) for p in chosen]
 
