@@ -151,13 +151,15 @@ def _checkpoint(epoch: Epoch, cell: Cell, device: torch.device, host_copy: check
 
 def _report(trial: optuna.Trial, epoch: int, value: float, pruning: Pruning) -> None:
     """Show the trial the epoch's value (a seed group's mean so far); the pruner's stop is Pruned, which ends the
-    run KILLED, not FAILED."""
+    run KILLED, not FAILED. The epoch attribute is written last: whoever sees it (a SLURM signal sent at an
+    epoch's end, in the requeue test) finds this epoch's storage writes done, not cut off mid-commit."""
+    prune, shown = False, value
+    if math.isfinite(value) and pruning.enabled:
+        step, shown = pruning.curves.step(pruning.index, epoch, value) if pruning.curves else (epoch, value)
+        trial.report(shown, step)
+        prune = trial.should_prune()
     trial.set_user_attr(Attr.EPOCH, epoch)
-    if not math.isfinite(value) or not pruning.enabled:
-        return
-    step, shown = pruning.curves.step(pruning.index, epoch, value) if pruning.curves else (epoch, value)
-    trial.report(shown, step)
-    if trial.should_prune():
+    if prune:
         mean = f" (mean of {pruning.index + 1} seeds)" if pruning.index else ""
         raise Pruned(f"pruned at epoch {epoch}: {pruning.watch} {shown:.4f}{mean}")
 
