@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -49,13 +50,34 @@ def venv_with_own_torch(tmp_path: Path) -> Path:
     return python
 
 
+def metadata_wheel(folder: Path) -> Path:
+    """sweeper as pip resolves it: a wheel carrying pyproject's name, version and requirements.
+
+    Built here rather than by the build backend, so the test needs no setuptools of a given age (a venv's
+    bundled one has no bdist_wheel) and no index: what pip decides comes from the requirements alone.
+    """
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name, version = project["name"], project["version"]
+    info = f"{name}-{version}.dist-info"
+    requires = "".join(f"Requires-Dist: {line}\n" for line in project["dependencies"])
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as whl:
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{requires}")
+        whl.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        whl.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
 def test_installing_sweeper_keeps_the_torch_that_is_there(venv_with_own_torch: Path, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     # no index, no find-links, no config: nothing but the environment decides
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
     done = subprocess.run(
-        [venv_with_own_torch, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation"]
-        + ["--report", str(report), "-q", str(ROOT)],
+        [venv_with_own_torch, "-m", "pip", "install", "--dry-run", "--no-index"]
+        + ["--report", str(report), "-q", str(metadata_wheel(tmp_path))],
         capture_output=True,
         text=True,
         env=env,
