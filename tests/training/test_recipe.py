@@ -14,6 +14,7 @@ from sweeper.training import train as T
 from sweeper.training.data import Split
 from sweeper.training.evaluate import evaluate
 from sweeper.training.optim import build_optimizer, build_scheduler
+from sweeper.training.recipe import WeightAverage
 
 
 def test_fp16_trains_with_a_live_grad_scaler(small):
@@ -30,7 +31,7 @@ def test_fp16_trains_with_a_live_grad_scaler(small):
 
 def test_ema_ramps_its_decay_then_averages_weights_and_statistics():
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    ema = T.WeightAverage(model, 0.9)
+    ema = WeightAverage(model, 0.9)
     expected = {k: v.clone() for k, v in model.state_dict().items()}
     for step in range(1, 101):
         with torch.no_grad():
@@ -46,7 +47,7 @@ def test_ema_ramps_its_decay_then_averages_weights_and_statistics():
     for key, value in ema.module.state_dict().items():
         assert torch.allclose(value, expected[key]), key
     assert ema.module[1].num_batches_tracked.item() == 100
-    restored = T.WeightAverage(model, 0.9)
+    restored = WeightAverage(model, 0.9)
     restored.load_state_dict(copy.deepcopy(ema.state_dict()))
     assert restored.steps == 100 and torch.equal(restored.module[0].weight, ema.module[0].weight)
 
